@@ -1,0 +1,78 @@
+"""What one side knows about one path: :class:`Entry`, and a whole tree: :data:`Snapshot`.
+
+Owns: the value types the planners compare. May import: the standard library and
+``core.paths``; no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Literal, Mapping, Optional
+
+from podsync.core.paths import RelPath
+
+Kind = Literal["file", "dir", "link"]
+
+FILE: Kind = "file"
+DIR: Kind = "dir"
+LINK: Kind = "link"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Metadata of one path on one side.
+
+    ``size`` and ``mtime_ns`` matter for files only; ``target`` for links only; ``digest``
+    (hex SHA-256 of the content) is filled in only when a planner asked for it and is not
+    part of equality. Directories compare equal whatever their mtime (it changes whenever
+    a child does).
+    """
+
+    kind: Kind
+    size: int = 0
+    mtime_ns: int = 0
+    executable: bool = False
+    target: Optional[str] = None
+    digest: Optional[str] = field(default=None, compare=False)
+
+    def same_content(self, other: Optional["Entry"], granularity_ns: int = 1) -> bool:
+        """True when ``other`` is the same kind and (for files) same size, exec bit and mtime
+        at the given granularity (the coarser of the two sides' clocks)."""
+        if other is None or other.kind != self.kind:
+            return False
+        if self.kind == DIR:
+            return True
+        if self.kind == LINK:
+            return self.target == other.target
+        return (
+            self.size == other.size
+            and self.executable == other.executable
+            and self.mtime_ns // granularity_ns == other.mtime_ns // granularity_ns
+        )
+
+    def to_wire(self) -> list[object]:
+        """Compact JSON form ``[kind, size, mtime_ns, exec, target]``."""
+        return [self.kind[0], self.size, self.mtime_ns, 1 if self.executable else 0, self.target]
+
+    @classmethod
+    def from_wire(cls, raw: object) -> "Entry":
+        """Parse the compact form, rejecting anything malformed (it comes from the other side)."""
+        from podsync.errors import ProtocolError
+
+        if not isinstance(raw, list) or len(raw) != 5:
+            raise ProtocolError(f"malformed entry {raw!r}")
+        k, size, mtime, exe, target = raw
+        kinds = {"f": FILE, "d": DIR, "l": LINK}
+        if k not in kinds or not isinstance(size, int) or not isinstance(mtime, int):
+            raise ProtocolError(f"malformed entry {raw!r}")
+        if size < 0 or exe not in (0, 1) or not (target is None or isinstance(target, str)):
+            raise ProtocolError(f"malformed entry {raw!r}")
+        kind = kinds[k]
+        if (kind == LINK) != (target is not None):
+            raise ProtocolError(f"malformed entry {raw!r}")
+        return cls(kind, size, mtime, bool(exe), target)
+
+
+#: A whole tree (or a part of one): path -> entry. The root itself is not included.
+Snapshot = Dict[RelPath, Entry]
+SnapshotView = Mapping[RelPath, Entry]

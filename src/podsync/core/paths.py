@@ -1,0 +1,91 @@
+"""Validated relative paths inside a sync root.
+
+Owns: the one definition of a safe path. May import: the standard library only, no I/O.
+
+A ``RelPath`` is a ``str`` that has passed :func:`relpath`: POSIX separators, no leading or
+trailing slash, no empty, ``.`` or ``..`` component, no NUL, no backslash. The root itself is
+the empty string ``""``. Everything that comes from the other side is parsed with
+:func:`relpath` at the edge, so nothing downstream can be handed an escaping path.
+"""
+
+from __future__ import annotations
+
+from typing import NewType
+
+from podsync.errors import UnsafePath
+
+RelPath = NewType("RelPath", str)
+
+ROOT = RelPath("")
+
+
+def relpath(value: object) -> RelPath:
+    """Return ``value`` as a RelPath or raise :class:`UnsafePath` saying why it is unsafe."""
+    if not isinstance(value, str):
+        raise UnsafePath(f"path {value!r} is not a string")
+    if value == "":
+        return ROOT
+    if "\x00" in value:
+        raise UnsafePath(f"path {value!r} contains a NUL byte")
+    if "\\" in value:
+        raise UnsafePath(f"path {value!r} contains a backslash")
+    if value.startswith("/"):
+        raise UnsafePath(f"path {value!r} is absolute")
+    for part in value.split("/"):
+        if part in ("", ".", ".."):
+            raise UnsafePath(f"path {value!r} has an empty, '.' or '..' component")
+    return RelPath(value)
+
+
+def join(parent: RelPath, name: str) -> RelPath:
+    """Child ``name`` of ``parent`` (``name`` must be a single safe component)."""
+    if not name or name in (".", "..") or "/" in name or "\x00" in name or "\\" in name:
+        raise UnsafePath(f"file name {name!r} is not a single safe component")
+    return RelPath(f"{parent}/{name}" if parent else name)
+
+
+def parent(path: RelPath) -> RelPath:
+    """Parent of ``path``; the parent of a top-level name is the root ``""``."""
+    head, _, _ = path.rpartition("/")
+    return RelPath(head)
+
+
+def basename(path: RelPath) -> str:
+    return path.rpartition("/")[2]
+
+
+def is_within(path: RelPath, ancestor: RelPath) -> bool:
+    """True when ``path`` equals ``ancestor`` or lies below it."""
+    return ancestor == "" or path == ancestor or path.startswith(ancestor + "/")
+
+
+def ancestors(path: RelPath) -> list[RelPath]:
+    """Proper ancestors of ``path`` from the top down, excluding the root."""
+    parts = path.split("/")
+    return [RelPath("/".join(parts[:i])) for i in range(1, len(parts))]
+
+
+def depth_key(path: RelPath) -> tuple[int, str]:
+    """Sort key putting parents before children (creation order)."""
+    return (path.count("/") if path else -1, path)
+
+
+def symlink_stays_inside(link: RelPath, target: str) -> bool:
+    """True when a symlink at ``link`` pointing to ``target`` resolves inside the root.
+
+    Only relative targets can stay inside; the check is lexical (no I/O) because both
+    sides must agree without touching the disk.
+    """
+    if not target or target.startswith("/") or "\x00" in target or "\\" in target:
+        return False
+    stack = link.split("/")[:-1]
+    for part in target.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not stack:
+                return False
+            stack.pop()
+        else:
+            stack.append(part)
+    return bool(stack)
