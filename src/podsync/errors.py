@@ -54,7 +54,7 @@ class ProtocolError(PodsyncError):
 
 
 class SafetyHalt(PodsyncError):
-    """Sync stopped because continuing could destroy data (e.g. the container side looks emptied)."""
+    """Sync stopped because going on could destroy data (e.g. the container side looks emptied)."""
 
 
 class UnsafePath(ProtocolError):

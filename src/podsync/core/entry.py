@@ -7,7 +7,7 @@ Owns: the value types the planners compare. May import: the standard library and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Literal, Mapping, Optional
+from typing import Dict, Literal, Mapping, Optional, Union
 
 from podsync.core.paths import RelPath
 
@@ -76,3 +76,26 @@ class Entry:
 #: A whole tree (or a part of one): path -> entry. The root itself is not included.
 Snapshot = Dict[RelPath, Entry]
 SnapshotView = Mapping[RelPath, Entry]
+
+
+class _Any:
+    """Sentinel type for "whatever is there now" expectations."""
+
+    def __repr__(self) -> str:
+        return "ANY"
+
+
+#: Expectation meaning "do not check what is there now".
+ANY = _Any()
+
+#: What a writer expects at a path before it changes it: an Entry (must still match, compared
+#: with ``Entry.same_content``), None (must not exist), or ANY (no check).
+Expect = Union[Entry, None, _Any]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Per-path trouble, reported to the user; never aborts a batch."""
+
+    path: RelPath
+    message: str

@@ -17,31 +17,19 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from podsync.core.entry import Entry, Snapshot
+from podsync.core.entry import ANY, Entry, Expect, Problem, Snapshot
 from podsync.core.paths import RelPath
 
-
-class _Any:
-    """Sentinel type for "whatever is there now" expectations."""
-
-    def __repr__(self) -> str:
-        return "ANY"
-
-
-#: Expectation meaning "do not check what is there now".
-ANY = _Any()
-
-#: What the writer expects at a path before it changes it: an Entry (must still match,
-#: compared with ``Entry.same_content``), None (must not exist), or ANY.
-Expect = Entry | None | _Any
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Per-path trouble, reported to the user; never aborts a batch."""
-
-    path: RelPath
-    message: str
+__all__ = [
+    "ANY",
+    "DeleteItem",
+    "Endpoint",
+    "Expect",
+    "FileItem",
+    "Problem",
+    "SourceFile",
+    "WriteResult",
+]
 
 
 @dataclass(frozen=True)

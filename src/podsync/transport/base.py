@@ -63,7 +63,9 @@ class Transport(Protocol):
         """Start ``argv`` over there with piped stdin/stdout."""
         ...
 
-    async def run(self, argv: Sequence[str], stdin: bytes = b"", timeout: float = 60.0) -> RunResult:
+    async def run(
+        self, argv: Sequence[str], stdin: bytes = b"", timeout: float = 60.0
+    ) -> RunResult:
         """Run ``argv`` to completion, feeding ``stdin``; raises TransportError on timeout."""
         ...
 
