@@ -1,0 +1,325 @@
+"""The in-container agent: serves one sync root over stdin/stdout.
+
+Owns: request dispatch inside the container. May import: the standard library and the other
+shipped packages (``errors``, ``limits``, ``core``, ``wire``, ``replica``); nothing else, since
+it runs on whatever ``python3`` (>= 3.9) the container has, from a zipapp.
+
+Requests are handled one at a time on the main thread, in arrival order. A second thread
+forwards watcher hints. Writes to stdout are serialised by a lock (one frame at a time). Logs go
+to stderr, which the engine forwards into the sync log. The agent exits on ``bye``, on end of
+input, or when it has heard nothing for ``AGENT_IDLE_EXIT_SECONDS`` (exec channels that cannot
+signal end of input still end the process).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import sys
+import threading
+import zlib
+from typing import Any, Dict, List, Optional
+
+from podsync.core.entry import DIR, FILE, LINK, Entry, Problem
+from podsync.core.excludes import Rules
+from podsync.core.paths import RelPath, relpath
+from podsync.errors import PodsyncError, ProtocolError
+from podsync.limits import AGENT_IDLE_EXIT_SECONDS, CHUNK_BYTES
+from podsync.replica import Replica
+from podsync.replica.watch import make_watcher
+from podsync.wire import messages as m
+from podsync.wire.frames import Decoder, Frame, encode, handshake_bytes
+
+
+def log(message: str) -> None:
+    sys.stderr.write("agent: " + message + "\n")
+    sys.stderr.flush()
+
+
+class _Put:
+    """State of one ``put`` stream: the file being received and what was done so far."""
+
+    def __init__(self, request_id: int) -> None:
+        self.id = request_id
+        self.writer: Any = None
+        self.path: Optional[RelPath] = None
+        self.skip = False
+        self.written: List[List[Any]] = []
+        self.problems: List[Problem] = []
+
+
+class Server:
+    def __init__(self, root: str, infd: int = 0, outfd: int = 1) -> None:
+        self.root = root
+        self.infd = infd
+        self.outfd = outfd
+        self.out_lock = threading.Lock()
+        self.replica: Optional[Replica] = None
+        self.watcher: Any = None
+        self.stopping = threading.Event()
+        self.put: Optional[_Put] = None
+        self.compress = False
+
+    # -- output -------------------------------------------------------------------------
+    def send(self, header: Dict[str, Any], body: bytes = b"") -> None:
+        self._write(encode(header, body))
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        with self.out_lock:
+            while view:
+                n = os.write(self.outfd, view)
+                view = view[n:]
+
+    # -- main loop ----------------------------------------------------------------------
+    def serve(self) -> int:
+        self._write(handshake_bytes())
+        decoder = Decoder("podsync")
+        try:
+            while not self.stopping.is_set():
+                ready, _, _ = select.select([self.infd], [], [], AGENT_IDLE_EXIT_SECONDS)
+                if not ready:
+                    log("no message from podsync for a while; exiting")
+                    return 0
+                data = os.read(self.infd, 1 << 18)
+                if not data:
+                    return 0
+                for frame in decoder.feed(data):
+                    self.dispatch(frame)
+        finally:
+            self.stopping.set()
+            if self.watcher is not None:
+                self.watcher.close()
+        return 0
+
+    def dispatch(self, frame: Frame) -> None:
+        kind = frame.type
+        if kind in ("item", "chunk", "end"):
+            self._put_frame(frame)
+            return
+        request_id = m.int_field(frame.header, "id")
+        try:
+            handler = getattr(self, "on_" + kind, None)
+            if handler is None:
+                raise ProtocolError(f"podsync sent an unknown request {kind!r}")
+            handler(request_id, frame)
+        except (PodsyncError, OSError) as exc:
+            self.send({"t": "error", "id": request_id, "message": str(exc)})
+
+    # -- requests -----------------------------------------------------------------------
+    def on_hello(self, request_id: int, frame: Frame) -> None:
+        rules = Rules.from_wire(frame.header.get("rules"))
+        trash = None
+        self.compress = bool(frame.header.get("compress"))
+        self.replica = Replica(self.root, prune=rules.prune, trash_dir=trash)
+        removed = self.replica.cleanup_temps()
+        watching = "off"
+        if frame.header.get("watch"):
+            self.watcher = make_watcher(self.root, rules.prune)
+            self.watcher.start()
+            watching = type(self.watcher).__name__
+            threading.Thread(target=self._forward_hints, daemon=True).start()
+        self.send(
+            {
+                "t": "result",
+                "id": request_id,
+                "python": "%d.%d.%d" % sys.version_info[:3],
+                "pid": os.getpid(),
+                "watcher": watching,
+                "granularity": self.replica.mtime_granularity_ns,
+                "temps_removed": removed,
+            }
+        )
+
+    def _forward_hints(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                paths = self.watcher.wait(0.5)
+            except Exception as exc:  # the watcher thread must never die silently
+                log(f"watcher failed ({exc}); asking for a full rescan")
+                paths = [""]
+                self.stopping.wait(1.0)
+            if paths and not self.stopping.is_set():
+                self.send({"t": "hints", "paths": sorted(set(paths))})
+
+    def _rep(self) -> Replica:
+        if self.replica is None:
+            raise ProtocolError("podsync sent a request before hello")
+        return self.replica
+
+    def on_ping(self, request_id: int, frame: Frame) -> None:
+        self.send({"t": "result", "id": request_id})
+
+    def on_bye(self, request_id: int, frame: Frame) -> None:
+        self.send({"t": "result", "id": request_id})
+        self.stopping.set()
+
+    def on_scan(self, request_id: int, frame: Frame) -> None:
+        rep = self._rep()
+        under = m.paths_from_wire(frame.header.get("under", []))
+        snapshot = rep.scan(under)
+        body, compressed = m.encode_listing(snapshot)
+        warnings = list(rep.warnings)
+        del rep.warnings[:]
+        self.send({"t": "result", "id": request_id, "z": compressed, "warnings": warnings}, body)
+
+    def on_digest(self, request_id: int, frame: Frame) -> None:
+        rep = self._rep()
+        paths = m.paths_from_wire(frame.header.get("paths"))
+        self.send({"t": "result", "id": request_id, "digests": {p: rep.digest(p) for p in paths}})
+
+    def on_delete(self, request_id: int, frame: Frame) -> None:
+        rep = self._rep()
+        items = frame.header.get("items")
+        if not isinstance(items, list):
+            raise ProtocolError("delete without items")
+        written: List[List[Any]] = []
+        problems: List[Problem] = []
+        for item in items:
+            if not isinstance(item, list) or len(item) != 2:
+                raise ProtocolError(f"malformed delete item {item!r}")
+            path = relpath(item[0])
+            outcome = rep.delete(path, m.expect_from_wire(item[1]))
+            if isinstance(outcome, Problem):
+                problems.append(outcome)
+            else:
+                written.append([path, None])
+        self.send(
+            {
+                "t": "result",
+                "id": request_id,
+                "written": written,
+                "problems": m.problems_to_wire(problems),
+            }
+        )
+
+    def on_get(self, request_id: int, frame: Frame) -> None:
+        rep = self._rep()
+        problems: List[Problem] = []
+        compress = bool(frame.header.get("compress", self.compress))
+        chunk = frame.header.get("chunk", CHUNK_BYTES)
+        if not isinstance(chunk, int) or not 4096 <= chunk <= CHUNK_BYTES:
+            chunk = CHUNK_BYTES
+        for path in m.paths_from_wire(frame.header.get("paths")):
+            try:
+                self._send_one(request_id, rep, path, compress, chunk)
+            except OSError as exc:
+                problems.append(Problem(path, f"cannot read: {exc.strerror or exc}"))
+        self.send({"t": "result", "id": request_id, "problems": m.problems_to_wire(problems)})
+
+    def _send_one(
+        self, request_id: int, rep: Replica, path: RelPath, compress: bool, chunk: int
+    ) -> None:
+        opened = rep.open_read(path)
+        if opened is None:
+            entry = rep.entry(path)
+            if entry is not None and entry.kind in (DIR, LINK):
+                self.send({"t": "item", "id": request_id, "path": path, "entry": entry.to_wire()})
+            return
+        entry, handle = opened
+        with handle:
+            self.send({"t": "item", "id": request_id, "path": path, "entry": entry.to_wire()})
+            while True:
+                data = handle.read(chunk)
+                last = len(data) < chunk
+                header: Dict[str, Any] = {"t": "chunk", "id": request_id}
+                if last:
+                    header["end"] = True
+                    now = rep.entry(path)
+                    if now is None or not now.same_content(entry):
+                        header["changed"] = True
+                if compress and data:
+                    packed = zlib.compress(data, 1)
+                    if len(packed) < len(data) * 0.9:
+                        header["z"] = True
+                        data = packed
+                self.send(header, data)
+                if last:
+                    return
+
+    def on_put(self, request_id: int, frame: Frame) -> None:
+        self._rep()
+        self.put = _Put(request_id)
+
+    def _put_frame(self, frame: Frame) -> None:
+        put = self.put
+        if put is None:
+            raise ProtocolError(f"podsync sent {frame.type!r} outside a put")
+        rep = self._rep()
+        if frame.type == "item":
+            self._put_item(put, rep, frame)
+        elif frame.type == "chunk":
+            self._put_chunk(put, frame)
+        else:
+            self.put = None
+            self.send(
+                {
+                    "t": "result",
+                    "id": put.id,
+                    "written": put.written,
+                    "problems": m.problems_to_wire(put.problems),
+                }
+            )
+
+    def _put_item(self, put: _Put, rep: Replica, frame: Frame) -> None:
+        path = relpath(frame.header.get("path"))
+        entry = Entry.from_wire(frame.header.get("entry"))
+        expect = m.expect_from_wire(frame.header.get("expect"))
+        put.path, put.writer, put.skip = path, None, False
+        try:
+            if entry.kind == FILE:
+                put.writer = rep.begin_write(path, entry, expect)
+                return
+            if entry.kind == DIR:
+                outcome = rep.make_dir(path, entry, expect)
+            else:
+                outcome = rep.make_link(path, entry, expect)
+        except (OSError, PodsyncError) as exc:
+            outcome = Problem(path, f"cannot write: {exc}")
+        self._record(put, path, outcome)
+
+    def _put_chunk(self, put: _Put, frame: Frame) -> None:
+        if put.path is None or put.skip:
+            return
+        end = bool(frame.header.get("end"))
+        try:
+            if put.writer is None:
+                raise ProtocolError("podsync sent content for a path that is not a file")
+            data = zlib.decompress(frame.body) if frame.header.get("z") else frame.body
+            put.writer.write(data)
+            if not end:
+                return
+            if frame.header.get("changed"):
+                put.writer.abort()
+                outcome: Any = Problem(put.path, "changed while being sent; will retry")
+            else:
+                outcome = put.writer.commit()
+        except (OSError, PodsyncError, zlib.error) as exc:
+            if put.writer is not None:
+                put.writer.abort()
+            outcome = Problem(put.path, f"cannot write: {exc}")
+            put.skip = True
+        self._record(put, put.path, outcome)
+        put.writer = None
+
+    @staticmethod
+    def _record(put: _Put, path: RelPath, outcome: Any) -> None:
+        if isinstance(outcome, Problem):
+            put.problems.append(outcome)
+        else:
+            put.written.append([path, outcome.to_wire()])
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] != "serve":
+        sys.stderr.write("usage: agent serve ROOT\n")
+        return 2
+    root = args[1]
+    if not os.path.isdir(root):
+        try:
+            os.makedirs(root, exist_ok=True)
+        except OSError as exc:
+            sys.stderr.write(f"agent: cannot create {root}: {exc.strerror}\n")
+            return 1
+    return Server(os.path.abspath(root)).serve()

@@ -1,0 +1,311 @@
+"""The container side through the Python agent, over the wire protocol.
+
+Owns: the engine end of the protocol (request ids, the reader task, streaming of puts and
+gets, hints). May import: ``podsync.core``, ``podsync.wire``, ``podsync.transport.base``,
+``podsync.engine.endpoint``, ``podsync.engine.throttle``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import zlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from podsync.core.entry import Entry, Problem, Snapshot
+from podsync.core.excludes import Rules
+from podsync.core.paths import RelPath, relpath
+from podsync.engine.endpoint import DeleteItem, FileItem, WriteResult
+from podsync.engine.hintbuffer import HintBuffer
+from podsync.engine.throttle import Throttle
+from podsync.errors import AgentError, PodsyncError, ProtocolError, TransportError
+from podsync.limits import CHUNK_BYTES, COMPRESS_LEVEL, PING_INTERVAL_SECONDS
+from podsync.transport.base import Channel
+from podsync.wire import messages as m
+from podsync.wire.frames import Decoder, Frame, encode, handshake_bytes
+
+_END = object()
+
+
+class _Stream:
+    """Frames of one ``get`` as they arrive (bounded, so a slow consumer slows the agent)."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Frame | BaseException | object] = asyncio.Queue(maxsize=64)
+
+
+class AgentSourceFile:
+    def __init__(self, owner: AgentEndpoint, stream: _Stream, path: RelPath, entry: Entry):
+        self.path = path
+        self.entry = entry
+        self._owner = owner
+        self._stream = stream
+        self.changed = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        if self.entry.kind != "file":
+            return
+        while True:
+            frame = await self._owner._next(self._stream)
+            if not isinstance(frame, Frame) or frame.type != "chunk":
+                raise ProtocolError("the agent interrupted a file it was sending")
+            data = zlib.decompress(frame.body) if frame.header.get("z") else frame.body
+            await self._owner.download_throttle.take(len(frame.body))
+            yield data
+            if frame.header.get("end"):
+                self.changed = bool(frame.header.get("changed"))
+                return
+
+
+class AgentEndpoint:
+    side = "container"
+
+    def __init__(
+        self,
+        channel: Channel,
+        description: str,
+        *,
+        compress: bool,
+        upload_throttle: Throttle,
+        download_throttle: Throttle,
+        stderr_tail: Callable[[], str] = lambda: "",
+    ) -> None:
+        self.agent_description = description
+        self.mtime_granularity_ns = 1
+        self._channel = channel
+        self._compress = compress
+        self.upload_throttle = upload_throttle
+        self.download_throttle = download_throttle
+        self._stderr_tail = stderr_tail
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Frame]] = {}
+        self._streams: dict[int, _Stream] = {}
+        self._hints = HintBuffer()
+        self._failure: BaseException | None = None
+        self._decoder = Decoder("the agent")
+        self._send_lock = asyncio.Lock()
+        self._reader: asyncio.Task[None] | None = None
+        self._pinger: asyncio.Task[None] | None = None
+        self.info: dict[str, Any] = {}
+        #: Problems the agent reported while sending files (drained by the engine).
+        self.read_problems: list[Problem] = []
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def start(self, rules: Rules, watch: bool) -> None:
+        await self._channel.write(handshake_bytes())
+        self._reader = asyncio.create_task(self._read_loop())
+        reply = await self._request(
+            {"t": "hello", "rules": rules.to_wire(), "watch": watch, "compress": self._compress},
+            timeout=60,
+        )
+        self.info = dict(reply.header)
+        granularity = reply.header.get("granularity")
+        if isinstance(granularity, int) and granularity > 0:
+            self.mtime_granularity_ns = granularity
+        self._pinger = asyncio.create_task(self._ping_loop())
+
+    async def close(self) -> None:
+        if self._pinger:
+            self._pinger.cancel()
+        if self._failure is None:
+            with contextlib.suppress(PodsyncError, asyncio.TimeoutError, OSError):
+                await self._request({"t": "bye"}, timeout=2)
+        with contextlib.suppress(asyncio.TimeoutError, PodsyncError, OSError):
+            await asyncio.wait_for(self._channel.wait(), 3)
+        await self._channel.kill()
+        if self._reader:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+
+    # -- plumbing -----------------------------------------------------------------------
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                data = await self._channel.read(1 << 18)
+                if not data:
+                    raise TransportError(self._exit_message())
+                for frame in self._decoder.feed(data):
+                    await self._dispatch(frame)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._fail(exc)
+
+    def _exit_message(self) -> str:
+        tail = self._stderr_tail().strip()
+        return "the agent stopped" + (f": {tail}" if tail else "")
+
+    def _fail(self, exc: BaseException) -> None:
+        if not isinstance(exc, PodsyncError):
+            exc = TransportError(f"connection to the agent broke: {exc}")
+        self._failure = exc
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(exc)
+        for stream in self._streams.values():
+            with contextlib.suppress(asyncio.QueueFull):
+                stream.queue.put_nowait(exc)
+        self._hints.fail(exc)
+
+    async def _dispatch(self, frame: Frame) -> None:
+        kind = frame.type
+        if kind == "hints":
+            self._hints.add(m.paths_from_wire(frame.header.get("paths")))
+            return
+        request_id = m.int_field(frame.header, "id")
+        if kind in ("item", "chunk") or (kind == "result" and request_id in self._streams):
+            stream = self._streams.get(request_id)
+            if stream is None:
+                raise ProtocolError(f"the agent sent {kind!r} for no open request")
+            await stream.queue.put(frame)
+            return
+        future = self._pending.pop(request_id, None)
+        if future is None:
+            raise ProtocolError(f"the agent answered request {request_id} twice or unasked")
+        if kind == "error":
+            future.set_exception(AgentError(f"agent: {frame.header.get('message')}"))
+        elif kind == "result":
+            future.set_result(frame)
+        else:
+            raise ProtocolError(f"the agent sent an unknown message {kind!r}")
+
+    async def _send(self, header: dict[str, Any], body: bytes = b"") -> None:
+        if self._failure:
+            raise self._failure
+        async with self._send_lock:
+            await self._channel.write(encode(header, body))
+
+    async def _request(
+        self, header: dict[str, Any], body: bytes = b"", timeout: float | None = None
+    ) -> Frame:
+        request_id = next(self._ids)
+        future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        await self._send({**header, "id": request_id}, body)
+        if timeout is None:
+            return await future
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise TransportError(f"the agent did not answer {header['t']!r} in time") from None
+
+    async def _ping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PING_INTERVAL_SECONDS)
+            try:
+                await self._request({"t": "ping"}, timeout=PING_INTERVAL_SECONDS * 3)
+            except PodsyncError as exc:
+                self._fail(exc)
+                return
+
+    async def _next(self, stream: _Stream) -> Frame | object:
+        item = await stream.queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    # -- Endpoint -----------------------------------------------------------------------
+    async def scan(self, under: Sequence[RelPath] = ()) -> Snapshot:
+        reply = await self._request({"t": "scan", "under": list(under)})
+        return m.decode_listing(reply.body, bool(reply.header.get("z")))
+
+    async def digests(self, paths: Sequence[RelPath]) -> dict[RelPath, str | None]:
+        reply = await self._request({"t": "digest", "paths": list(paths)})
+        raw = reply.header.get("digests")
+        if not isinstance(raw, dict):
+            raise ProtocolError("the agent sent digests in a malformed answer")
+        return {relpath(k): (v if isinstance(v, str) else None) for k, v in raw.items()}
+
+    async def read(self, paths: Sequence[RelPath]) -> AsyncIterator[AgentSourceFile]:
+        request_id = next(self._ids)
+        stream = _Stream()
+        self._streams[request_id] = stream
+        try:
+            await self._send(
+                {
+                    "t": "get",
+                    "id": request_id,
+                    "paths": list(paths),
+                    "compress": self._compress,
+                    "chunk": self.download_throttle.chunk_size(CHUNK_BYTES),
+                }
+            )
+            while True:
+                frame = await self._next(stream)
+                assert isinstance(frame, Frame)
+                if frame.type == "result":
+                    self.read_problems.extend(
+                        m.problems_from_wire(frame.header.get("problems", []))
+                    )
+                    return
+                if frame.type != "item":
+                    raise ProtocolError(f"the agent sent {frame.type!r} where a file should start")
+                source = AgentSourceFile(
+                    self,
+                    stream,
+                    relpath(frame.header.get("path")),
+                    Entry.from_wire(frame.header.get("entry")),
+                )
+                yield source
+        finally:
+            self._streams.pop(request_id, None)
+
+    async def write(self, items: AsyncIterator[FileItem]) -> WriteResult:
+        request_id = next(self._ids)
+        future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        await self._send({"t": "put", "id": request_id})
+        async for item in items:
+            await self._send(
+                {
+                    "t": "item",
+                    "path": item.path,
+                    "entry": item.entry.to_wire(),
+                    "expect": m.expect_to_wire(item.expect),
+                }
+            )
+            if item.chunks is not None:
+                await self._send_chunks(item.chunks)
+        await self._send({"t": "end", "id": request_id})
+        reply = await future
+        return WriteResult(
+            m.written_from_wire(reply.header.get("written", [])),
+            m.problems_from_wire(reply.header.get("problems", [])),
+        )
+
+    async def _send_chunks(self, chunks: AsyncIterator[bytes]) -> None:
+        pending: bytes | None = None
+        async for data in chunks:
+            if pending is not None:
+                await self._send_chunk(pending, end=False)
+            pending = data
+        await self._send_chunk(pending or b"", end=True, changed=getattr(chunks, "changed", False))
+
+    async def _send_chunk(self, data: bytes, *, end: bool, changed: bool = False) -> None:
+        header: dict[str, Any] = {"t": "chunk"}
+        if end:
+            header["end"] = True
+        if changed:
+            header["changed"] = True
+        if self._compress and len(data) > 512:
+            packed = zlib.compress(data, COMPRESS_LEVEL)
+            if len(packed) < len(data) * 0.9:
+                header["z"] = True
+                data = packed
+        await self.upload_throttle.take(len(data))
+        await self._send(header, data)
+
+    async def delete(self, items: Sequence[DeleteItem]) -> WriteResult:
+        reply = await self._request(
+            {"t": "delete", "items": [[i.path, m.expect_to_wire(i.expect)] for i in items]}
+        )
+        return WriteResult(
+            m.written_from_wire(reply.header.get("written", [])),
+            m.problems_from_wire(reply.header.get("problems", [])),
+        )
+
+    async def hints(self) -> list[RelPath]:
+        return await self._hints.take()

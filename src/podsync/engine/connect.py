@@ -1,0 +1,145 @@
+"""Reach the far side of one sync: transport, probe, agent choice, endpoint.
+
+Owns: turning a TargetSpec into a connected remote Endpoint. May import: ``podsync.transport``,
+``podsync.bootstrap``, ``podsync.engine`` endpoints.
+"""
+
+from __future__ import annotations
+
+import collections
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from podsync.bootstrap.probe import Probe, agent_command, install_agent, probe
+from podsync.core.excludes import Rules
+from podsync.engine.agent_endpoint import AgentEndpoint
+from podsync.engine.spec import SyncSpec, TargetSpec
+from podsync.engine.throttle import Throttle
+from podsync.errors import AgentError, UsageError
+from podsync.limits import COMPRESS_BELOW_LINK_BYTES_PER_SECOND
+from podsync.transport.base import Transport
+
+
+def make_transport(target: TargetSpec) -> Transport:
+    if target.kind == "local":
+        from podsync.transport.local import LocalTransport
+
+        assert target.local_dir is not None
+        return LocalTransport(target.local_dir)
+    if target.kind == "docker":
+        from podsync.transport.docker import DockerTransport
+
+        assert target.container is not None
+        return DockerTransport(target.container)
+    if target.kind == "ssh":
+        from podsync.transport.ssh import SshTransport
+
+        assert target.host is not None
+        return SshTransport(target.host)
+    if target.kind == "kubernetes":
+        from podsync.transport.kubernetes import transport_for_target
+
+        made: Transport = transport_for_target(target)
+        return made
+    raise UsageError(f"unknown target kind {target.kind!r}")
+
+
+@dataclass
+class Remote:
+    endpoint: Any
+    root: str
+    transport: Transport
+    why: str
+
+
+def should_compress(transport: Transport, spec: SyncSpec) -> bool:
+    """zlib only pays where the link is slower than compressing (~140 MB/s here)."""
+    if spec.bandwidth_upload or spec.bandwidth_download:
+        return True
+    speed = transport.link_bytes_per_second
+    return speed is None or speed < COMPRESS_BELOW_LINK_BYTES_PER_SECOND
+
+
+async def remote_root(transport: Transport, spec: SyncSpec) -> str:
+    if spec.target.kind == "local":
+        assert spec.target.local_dir is not None
+        return str(spec.target.local_dir.resolve())
+    if spec.container_path:
+        return spec.container_path
+    return await transport.workdir()
+
+
+def _choose_agent(found: Probe, spec: SyncSpec) -> tuple[str, str]:
+    if spec.agent == "python":
+        if not found.python_ok:
+            raise AgentError("--agent=python was asked for but the container has no python3 >= 3.9")
+        return "python", "python agent (forced with --agent=python)"
+    if spec.agent == "shell":
+        return "shell", "shell agent (forced with --agent=shell)"
+    if found.python_ok:
+        assert found.python is not None
+        return "python", f"python agent (python3 {found.python[0]}.{found.python[1]} found)"
+    if found.python is not None:
+        why = f"python3 {found.python[0]}.{found.python[1]} is older than 3.9"
+    else:
+        why = "no python3 in the container"
+    return "shell", f"shell agent ({why})"
+
+
+async def connect(
+    spec: SyncSpec, rules: Rules, *, watch: bool, log: Any, transport: Transport | None = None
+) -> Remote:
+    """Probe the target, install and start the right agent, and return the endpoint."""
+    transport = transport or make_transport(spec.target)
+    found = await probe(transport)
+    kind, why = _choose_agent(found, spec)
+    root = await remote_root(transport, spec)
+    up = Throttle(spec.bandwidth_upload)
+    down = Throttle(spec.bandwidth_download)
+    if kind == "shell":
+        if not found.has_tar:
+            raise AgentError(
+                f"{transport.description}: the container has neither python3 >= 3.9 nor tar;"
+                " install tar (or python3) in the image"
+            )
+        from podsync.engine.shell_endpoint import ShellEndpoint
+
+        shell = ShellEndpoint(transport, root, rules)
+        shell.agent_description = why
+        start = getattr(shell, "start", None)
+        if start is not None:
+            await start(watch=watch)
+        return Remote(shell, root, transport, why)
+    path = await install_agent(transport) if not found.installed else _installed_path()
+    tail: collections.deque[str] = collections.deque(maxlen=20)
+
+    def on_stderr(line: str) -> None:
+        tail.append(line)
+        log(line)
+
+    channel = await transport.spawn(agent_command(path, root), on_stderr)
+    endpoint = AgentEndpoint(
+        channel,
+        why,
+        compress=should_compress(transport, spec),
+        upload_throttle=up,
+        download_throttle=down,
+        stderr_tail=lambda: "; ".join(tail),
+    )
+    try:
+        await endpoint.start(rules, watch)
+    except BaseException:
+        await channel.kill()
+        raise
+    return Remote(endpoint, root, transport, why)
+
+
+def _installed_path() -> str:
+    from podsync.bootstrap.probe import agent_path
+
+    return agent_path()
+
+
+def quote(argv: list[str]) -> str:
+    return " ".join(shlex.quote(a) for a in argv)

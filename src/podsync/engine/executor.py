@@ -1,0 +1,228 @@
+"""Carry out a Plan against the two endpoints and keep the ancestor true.
+
+Owns: batching consecutive actions into streams, updating the last agreed state from what
+was really written, and counting what moved. May import: ``podsync.core``,
+``podsync.engine.endpoint``, ``podsync.replica`` (for conflict copies).
+
+The planners decide; this module never does. Each written path's ancestor becomes
+(entry the source had when it was read, entry the target reports after the write), so an
+echo of our own write compares equal on the next scan and nothing moves twice.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from podsync.core.entry import ANY, FILE, Entry, Problem, Snapshot
+from podsync.core.paths import RelPath, is_within
+from podsync.core.plan import (
+    Agree,
+    Ancestor,
+    AncestorEntry,
+    Conflict,
+    DeleteLocal,
+    DeleteRemote,
+    Download,
+    Plan,
+    SaveConflictCopy,
+    Upload,
+)
+from podsync.engine.endpoint import DeleteItem, FileItem, WriteResult
+from podsync.replica import Replica
+
+
+class Chunks:
+    """Async iterator over a source file's chunks that remembers whether the file changed
+    while it was read (the target then discards the copy instead of committing it)."""
+
+    def __init__(self, source: Any) -> None:
+        self._source = source
+        self._it = source.chunks().__aiter__()
+        self.changed = False
+        self.bytes = 0
+
+    def __aiter__(self) -> Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            data: bytes = await self._it.__anext__()
+        except StopAsyncIteration:
+            self.changed = bool(getattr(self._source, "changed", False))
+            raise
+        self.bytes += len(data)
+        return data
+
+
+@dataclass
+class Totals:
+    uploaded_files: int = 0
+    uploaded_bytes: int = 0
+    downloaded_files: int = 0
+    downloaded_bytes: int = 0
+    deleted_remote: int = 0
+    deleted_local: int = 0
+
+
+@dataclass
+class Outcome:
+    """What one plan execution did."""
+
+    uploaded: list[RelPath] = field(default_factory=list)
+    downloaded: list[RelPath] = field(default_factory=list)
+    deleted_remote: list[RelPath] = field(default_factory=list)
+    deleted_local: list[RelPath] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    bytes_up: int = 0
+    bytes_down: int = 0
+    seconds: float = 0.0
+
+
+class Executor:
+    def __init__(
+        self,
+        local: Any,
+        remote: Any,
+        ancestor: Ancestor,
+        local_cache: Snapshot,
+        remote_cache: Snapshot,
+        conflicts_dir: Path,
+        *,
+        on_progress: Callable[[int, int], None] = lambda files, nbytes: None,
+    ) -> None:
+        self.local = local
+        self.remote = remote
+        self.ancestor = ancestor
+        self.L = local_cache
+        self.R = remote_cache
+        self.conflicts_dir = conflicts_dir
+        self.totals = Totals()
+        self.on_progress = on_progress
+
+    async def run(self, plan: Plan) -> Outcome:
+        started = time.monotonic()
+        out = Outcome()
+        for kind, group in itertools.groupby(plan.actions, key=type):
+            actions = list(group)
+            if kind is Upload:
+                await self._upload(actions, out)
+            elif kind is Download:
+                await self._download(actions, out)
+            elif kind is DeleteRemote:
+                await self._delete(actions, out, remote=True)
+            elif kind is DeleteLocal:
+                await self._delete(actions, out, remote=False)
+            elif kind is SaveConflictCopy:
+                await self._save_conflict_copies(actions, out)
+            elif kind is Agree:
+                for action in actions:
+                    self.ancestor[action.path] = AncestorEntry(action.local, action.remote, False)
+            elif kind is Conflict:
+                for action in actions:
+                    out.conflicts.append(action)
+                    if action.local is not None and action.remote is not None:
+                        self.ancestor[action.path] = AncestorEntry(
+                            action.local, action.remote, True
+                        )
+        out.seconds = time.monotonic() - started
+        return out
+
+    # -- transfers ----------------------------------------------------------------------
+    async def _transfer(
+        self, source: Any, target: Any, actions: Sequence[Upload | Download]
+    ) -> tuple[WriteResult, dict[RelPath, Entry], int]:
+        wanted = {a.path: a for a in actions}
+        sent: dict[RelPath, Entry] = {}
+        counter = [0]
+
+        async def items() -> AsyncIterator[FileItem]:
+            async for src in source.read([a.path for a in actions]):
+                action = wanted.get(src.path)
+                if action is None:
+                    continue
+                sent[src.path] = src.entry
+                chunks = Chunks(src) if src.entry.kind == FILE else None
+                yield FileItem(src.path, src.entry, action.expect, chunks)
+                if chunks is not None:
+                    counter[0] += src.entry.size
+                self.on_progress(1, src.entry.size if src.entry.kind == FILE else 0)
+
+        result = await target.write(items())
+        return result, sent, counter[0]
+
+    async def _upload(self, actions: list[Any], out: Outcome) -> None:
+        result, sent, nbytes = await self._transfer(self.local, self.remote, actions)
+        out.problems.extend(self.local.read_problems)
+        self.local.read_problems.clear()
+        out.problems.extend(result.problems)
+        for path, entry in result.written.items():
+            if entry is None or path not in sent:
+                continue
+            self.ancestor[path] = AncestorEntry(sent[path], entry, False)
+            self.L[path] = sent[path]
+            self.R[path] = entry
+            out.uploaded.append(path)
+            if entry.kind == FILE:
+                self.totals.uploaded_files += 1
+        self.totals.uploaded_bytes += nbytes
+        out.bytes_up += nbytes
+
+    async def _download(self, actions: list[Any], out: Outcome) -> None:
+        result, sent, nbytes = await self._transfer(self.remote, self.local, actions)
+        out.problems.extend(self.remote.read_problems)
+        self.remote.read_problems.clear()
+        out.problems.extend(result.problems)
+        for path, entry in result.written.items():
+            if entry is None or path not in sent:
+                continue
+            self.ancestor[path] = AncestorEntry(entry, sent[path], False)
+            self.L[path] = entry
+            self.R[path] = sent[path]
+            out.downloaded.append(path)
+            if entry.kind == FILE:
+                self.totals.downloaded_files += 1
+        self.totals.downloaded_bytes += nbytes
+        out.bytes_down += nbytes
+
+    async def _delete(self, actions: list[Any], out: Outcome, *, remote: bool) -> None:
+        target = self.remote if remote else self.local
+        result = await target.delete([DeleteItem(a.path, a.expect) for a in actions])
+        out.problems.extend(result.problems)
+        cache = self.R if remote else self.L
+        for path in result.written:
+            for known in [p for p in cache if is_within(p, path)]:
+                del cache[known]
+            for known in [p for p in self.ancestor if is_within(p, path)]:
+                del self.ancestor[known]
+            if remote:
+                out.deleted_remote.append(path)
+                self.totals.deleted_remote += 1
+            else:
+                out.deleted_local.append(path)
+                self.totals.deleted_local += 1
+
+    async def _save_conflict_copies(self, actions: list[Any], out: Outcome) -> None:
+        """Keep the container's version of each path under conflicts/<UTC stamp>/<path>."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        root = self.conflicts_dir / stamp
+        root.mkdir(parents=True, exist_ok=True)
+        keeper = Replica(str(root))
+        async for src in self.remote.read([a.path for a in actions]):
+            if src.entry.kind != FILE:
+                continue
+            writer = keeper.begin_write(src.path, src.entry, ANY)
+            try:
+                async for data in src.chunks():
+                    writer.write(data)
+            except BaseException:
+                writer.abort()
+                raise
+            outcome = writer.commit()
+            if isinstance(outcome, Problem):
+                out.problems.append(outcome)

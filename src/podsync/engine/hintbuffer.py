@@ -1,0 +1,58 @@
+"""Debounced change hints from a watcher.
+
+Owns: coalescing bursts of watch events into one batch. May import: the standard library,
+``podsync.limits``, ``podsync.core.paths``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+
+from podsync.core.paths import RelPath
+from podsync.limits import DEBOUNCE_MAX_SECONDS, DEBOUNCE_SECONDS
+
+
+class HintBuffer:
+    """Collects hinted paths; ``take()`` returns them once a burst is over.
+
+    A burst is over when no new hint arrived for ``quiet`` seconds, or ``limit`` seconds after
+    it began (a constant stream of events must not postpone sync forever).
+    """
+
+    def __init__(self, quiet: float = DEBOUNCE_SECONDS, limit: float = DEBOUNCE_MAX_SECONDS):
+        self._paths: set[RelPath] = set()
+        self._event = asyncio.Event()
+        self._quiet = quiet
+        self._limit = limit
+        self._failure: BaseException | None = None
+        self._last = 0.0
+
+    def add(self, paths: Iterable[RelPath]) -> None:
+        self._paths.update(paths)
+        self._last = time.monotonic()
+        self._event.set()
+
+    def fail(self, exc: BaseException) -> None:
+        self._failure = exc
+        self._event.set()
+
+    async def take(self) -> list[RelPath]:
+        while True:
+            if self._failure is not None:
+                raise self._failure
+            if self._paths:
+                break
+            self._event.clear()
+            await self._event.wait()
+        began = time.monotonic()
+        while True:
+            now = time.monotonic()
+            wait = min(self._last + self._quiet - now, began + self._limit - now)
+            if wait <= 0 or self._failure is not None:
+                break
+            await asyncio.sleep(wait)
+        paths, self._paths = self._paths, set()
+        self._event.clear()
+        return sorted(paths)

@@ -1,0 +1,241 @@
+"""The folder on this machine.
+
+Owns: running ``podsync.replica`` off the event loop and the local watcher. May import:
+``podsync.core``, ``podsync.replica``, ``podsync.engine.endpoint``, ``podsync.engine.hintbuffer``.
+
+Local deletions and replacements go to the trash folder first (``.devspace/trash/``): sync
+never destroys a local byte. Excluded directories are not watched: on Linux the replica's own
+inotify watcher prunes them; elsewhere watchfiles watches the tree and a filter drops them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from podsync.core.entry import DIR, FILE, LINK, Entry, Problem, Snapshot
+from podsync.core.excludes import Rules
+from podsync.core.paths import RelPath
+from podsync.engine.endpoint import DeleteItem, FileItem, WriteResult
+from podsync.engine.hintbuffer import HintBuffer
+from podsync.limits import CHUNK_BYTES
+from podsync.replica import Replica
+from podsync.replica.watch import make_watcher
+
+
+class LocalSourceFile:
+    def __init__(
+        self, path: RelPath, entry: Entry, content: bytes | None, handle: Any, rep: Replica
+    ):
+        self.path = path
+        self.entry = entry
+        self._content = content
+        self._handle = handle
+        self._rep = rep
+        self.changed = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        if self.entry.kind != FILE:
+            return
+        if self._content is not None:
+            yield self._content
+            return
+        try:
+            while True:
+                data = await asyncio.to_thread(self._handle.read, self.chunk_size)
+                if not data:
+                    break
+                yield data
+            now = await asyncio.to_thread(self._rep.entry, self.path)
+            self.changed = now is None or not now.same_content(self.entry)
+        finally:
+            self._handle.close()
+
+    chunk_size = CHUNK_BYTES
+
+
+class LocalEndpoint:
+    side = "local"
+    agent_description = "local folder"
+
+    def __init__(
+        self,
+        root: Path,
+        rules: Rules,
+        trash_dir: Path,
+        *,
+        warn: Callable[[str], None] = lambda message: None,
+    ) -> None:
+        self.root = root
+        self._rules = rules
+        self._replica = Replica(str(root), prune=rules.prune, trash_dir=str(trash_dir))
+        self.mtime_granularity_ns = self._replica.mtime_granularity_ns
+        self._warn = warn
+        self._hints = HintBuffer()
+        self._watcher: Any = None
+        self._stop = threading.Event()
+        self.read_problems: list[Problem] = []
+        self.chunk_size = CHUNK_BYTES
+
+    async def start(self, watch: bool) -> None:
+        root = self.root
+        await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(self._replica.cleanup_temps)
+        if watch:
+            await self._start_watcher()
+
+    async def _start_watcher(self) -> None:
+        loop = asyncio.get_running_loop()
+        if sys.platform.startswith("linux"):
+            self._watcher = make_watcher(str(self.root), self._rules.prune)
+            self._watcher.start()
+
+            def pump() -> None:
+                while not self._stop.is_set():
+                    paths = self._watcher.wait(0.5)
+                    if paths and not self._stop.is_set():
+                        loop.call_soon_threadsafe(self._hints.add, paths)
+
+            threading.Thread(target=pump, name="podsync-local-watch", daemon=True).start()
+        else:  # pragma: no cover - exercised on macOS/Windows only
+            self._watcher = asyncio.create_task(self._watchfiles())
+
+    async def _watchfiles(self) -> None:  # pragma: no cover - non-Linux hosts
+        from watchfiles import awatch
+
+        root = self.root.resolve()
+        async for changes in awatch(root, step=10, debounce=200, stop_event=None):
+            paths: list[RelPath] = []
+            for _, raw in changes:
+                try:
+                    rel = Path(raw).resolve().relative_to(root).as_posix()
+                except ValueError:
+                    continue
+                paths.append(RelPath("" if rel == "." else rel))
+            if paths:
+                self._hints.add(paths)
+
+    async def close(self) -> None:
+        self._stop.set()
+        if isinstance(self._watcher, asyncio.Task):
+            self._watcher.cancel()
+        elif self._watcher is not None:
+            await asyncio.to_thread(self._watcher.close)
+
+    # -- observe ------------------------------------------------------------------------
+    async def scan(self, under: Sequence[RelPath] = ()) -> Snapshot:
+        snapshot = await asyncio.to_thread(self._replica.scan, list(under))
+        self._drain_warnings()
+        return snapshot
+
+    def _drain_warnings(self) -> None:
+        for warning in self._replica.warnings:
+            self._warn(warning)
+        del self._replica.warnings[:]
+
+    async def digests(self, paths: Sequence[RelPath]) -> dict[RelPath, str | None]:
+        return await asyncio.to_thread(lambda: {p: self._replica.digest(p) for p in paths})
+
+    async def hints(self) -> list[RelPath]:
+        return await self._hints.take()
+
+    def _open(self, path: RelPath) -> LocalSourceFile | None:
+        rep = self._replica
+        opened = rep.open_read(path)
+        if opened is None:
+            entry = rep.entry(path)
+            if entry is None or entry.kind == FILE:
+                return None
+            return LocalSourceFile(path, entry, None, None, rep)
+        entry, handle = opened
+        if entry.size <= self.chunk_size:
+            with handle:
+                content = handle.read()
+            now = rep.entry(path)
+            source = LocalSourceFile(path, entry, content, None, rep)
+            source.changed = now is None or not now.same_content(entry)
+            return source
+        source = LocalSourceFile(path, entry, None, handle, rep)
+        source.chunk_size = self.chunk_size
+        return source
+
+    async def read(self, paths: Sequence[RelPath]) -> AsyncIterator[LocalSourceFile]:
+        for path in paths:
+            try:
+                source = await asyncio.to_thread(self._open, path)
+            except OSError as exc:
+                self.read_problems.append(Problem(path, f"cannot read: {exc.strerror or exc}"))
+                continue
+            if source is not None:
+                yield source
+
+    # -- change ---------------------------------------------------------------------------
+    async def write(self, items: AsyncIterator[FileItem]) -> WriteResult:
+        written: dict[RelPath, Entry | None] = {}
+        problems: list[Problem] = []
+        async for item in items:
+            try:
+                outcome = await self._write_one(item)
+            except OSError as exc:
+                outcome = Problem(item.path, f"cannot write: {exc.strerror or exc}")
+            if isinstance(outcome, Problem):
+                problems.append(outcome)
+            else:
+                written[item.path] = outcome
+        return WriteResult(written, problems)
+
+    async def _write_one(self, item: FileItem) -> Entry | Problem:
+        rep = self._replica
+        if item.entry.kind == DIR:
+            return await asyncio.to_thread(rep.make_dir, item.path, item.entry, item.expect)
+        if item.entry.kind == LINK:
+            return await asyncio.to_thread(rep.make_link, item.path, item.entry, item.expect)
+        chunks = item.chunks
+        if chunks is None:
+            return Problem(item.path, "file without content")
+        if item.entry.size <= CHUNK_BYTES:
+            parts = [data async for data in chunks]
+            changed = bool(getattr(chunks, "changed", False))
+            return await asyncio.to_thread(self._write_small, item, b"".join(parts), changed)
+        writer = await asyncio.to_thread(rep.begin_write, item.path, item.entry, item.expect)
+        try:
+            async for data in chunks:
+                await asyncio.to_thread(writer.write, data)
+        except BaseException:
+            await asyncio.to_thread(writer.abort)
+            raise
+        if getattr(chunks, "changed", False):
+            await asyncio.to_thread(writer.abort)
+            return Problem(item.path, "changed while being sent; will retry")
+        result: Entry | Problem = await asyncio.to_thread(writer.commit)
+        return result
+
+    def _write_small(self, item: FileItem, content: bytes, changed: bool) -> Entry | Problem:
+        if changed:
+            return Problem(item.path, "changed while being sent; will retry")
+        writer = self._replica.begin_write(item.path, item.entry, item.expect)
+        try:
+            writer.write(content)
+        except BaseException:
+            writer.abort()
+            raise
+        result: Entry | Problem = writer.commit()
+        return result
+
+    async def delete(self, items: Sequence[DeleteItem]) -> WriteResult:
+        def run() -> WriteResult:
+            written: dict[RelPath, Entry | None] = {}
+            problems: list[Problem] = []
+            for item in items:
+                outcome = self._replica.delete(item.path, item.expect)
+                if isinstance(outcome, Problem):
+                    problems.append(outcome)
+                else:
+                    written[item.path] = None
+            return WriteResult(written, problems)
+
+        return await asyncio.to_thread(run)

@@ -1,0 +1,172 @@
+"""What a running sync tells the user: console, sync log, status file.
+
+Owns: ``.devspace/logs/sync.log`` lines, the status board behind ``podsync status sync`` and
+the initial-sync progress display. May import: the standard library, rich,
+``podsync.engine.status``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from podsync.engine.status import StatusFile, SyncStatus, status_path, write_status
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+class SyncLog:
+    """Append-only ``sync.log``, one line per event, shared by all syncs of the process."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "logs" / "sync.log"
+        self._lock = threading.Lock()
+        self._handle: TextIO | None = None
+
+    def write(self, name: str, level: str, message: str) -> None:
+        with self._lock:
+            if self._handle is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._handle = self.path.open("a", encoding="utf-8")
+            self._handle.write(f"{now_iso()} {level:<5} [{name}] {message}\n")
+            self._handle.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
+
+
+class StatusBoard:
+    """The status file of this process: one row per sync, rewritten atomically."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = status_path(state_dir)
+        self.rows: dict[str, SyncStatus] = {}
+        self._last_write = 0.0
+        self._dirty = False
+
+    def add(self, row: SyncStatus) -> None:
+        self.rows[row.name] = row
+        self.flush()
+
+    def update(self, name: str, force: bool = False, **changes: Any) -> None:
+        self.rows[name] = dataclasses.replace(self.rows[name], **changes)
+        self._dirty = True
+        if force or time.monotonic() - self._last_write > 0.25:
+            self.flush()
+
+    def flush(self) -> None:
+        self._last_write = time.monotonic()
+        self._dirty = False
+        try:
+            write_status(self.path, StatusFile(os.getpid(), now_iso(), list(self.rows.values())))
+        except OSError as exc:  # status is a convenience; never fail a sync for it
+            print(f"podsync: cannot write {self.path}: {exc.strerror}", file=sys.stderr)
+
+    def flush_if_dirty(self) -> None:
+        if self._dirty:
+            self.flush()
+
+    def remove_file(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+class Console:
+    """Prints to the terminal; progress as a rich bar on a TTY, plain lines otherwise."""
+
+    def __init__(self, verbose: bool, stream: TextIO | None = None) -> None:
+        self.verbose = verbose
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self._lock = threading.Lock()
+
+    def line(self, text: str) -> None:
+        with self._lock:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+
+class Progress:
+    """Initial-sync progress: files, bytes, rate, ETA."""
+
+    def __init__(self, console: Console, name: str, files: int, nbytes: int) -> None:
+        self.console = console
+        self.name = name
+        self.total_files = files
+        self.total_bytes = nbytes
+        self.files = 0
+        self.bytes = 0
+        self.started = time.monotonic()
+        self._last_line = self.started
+        self._bar: Any = None
+        self._task: Any = None
+        if console.tty and files:
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(
+                TextColumn(f"[{name}] initial sync"),
+                BarColumn(),
+                TextColumn("{task.fields[files]}"),
+                DownloadColumn(binary_units=True),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                transient=True,
+            )
+            self._task = self._bar.add_task("sync", total=max(nbytes, 1), files="")
+            self._bar.start()
+
+    @property
+    def fraction(self) -> float:
+        if self.total_bytes:
+            return min(1.0, self.bytes / self.total_bytes)
+        return min(1.0, self.files / self.total_files) if self.total_files else 1.0
+
+    def advance(self, files: int, nbytes: int) -> None:
+        self.files += files
+        self.bytes += nbytes
+        now = time.monotonic()
+        if self._bar is not None:
+            self._bar.update(
+                self._task, completed=self.bytes, files=f"{self.files}/{self.total_files} files"
+            )
+        elif now - self._last_line >= 2.0:
+            self._last_line = now
+            rate = self.bytes / max(now - self.started, 1e-6)
+            left = (self.total_bytes - self.bytes) / rate if rate > 0 else 0.0
+            self.console.line(
+                f"[{self.name}] initial sync {self.fraction * 100:.0f}%: "
+                f"{self.files}/{self.total_files} files, {human_bytes(self.bytes)}"
+                f"/{human_bytes(self.total_bytes)}, {human_bytes(rate)}/s, ETA {left:.0f} s"
+            )
+
+    def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

@@ -1,0 +1,358 @@
+"""One sync pair from start to stop: connect, initial sync, watch, reconnect.
+
+Owns: the life cycle of one SyncSpec. May import: everything in ``podsync.engine``,
+``podsync.core``. Decisions come from the pure planners; this module only sequences them.
+
+Life cycle: connect -> (first time) the spec's initial sync, or (after a reconnect) a
+three-way reconcile against the last agreed state (a container that comes back empty is
+treated as a fresh one: initial sync with local authority, never local deletions) -> watch
+loop: hints from either side -> rescan the hinted paths on that side -> reconcile -> execute.
+Transport failures in the watch phase reconnect with backoff; a SafetyHalt stops the sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from podsync.core.entry import Snapshot
+from podsync.core.excludes import Rules
+from podsync.core.initial import plan_initial_sync
+from podsync.core.paths import RelPath, is_within
+from podsync.core.plan import Ancestor, Plan
+from podsync.core.reconcile import detect_mass_deletion, reconcile
+from podsync.engine.connect import Remote, connect
+from podsync.engine.executor import Executor, Outcome
+from podsync.engine.local_endpoint import LocalEndpoint
+from podsync.engine.report import Console, Progress, StatusBoard, SyncLog, human_bytes, now_iso
+from podsync.engine.spec import RunOptions, SyncSpec
+from podsync.engine.status import SyncStatus
+from podsync.errors import AgentError, PodsyncError, ProtocolError, SafetyHalt, TransportError
+
+RECONNECT_DELAYS = (0.5, 1, 2, 4, 8, 15)
+
+
+def _roots(paths: Sequence[RelPath]) -> list[RelPath]:
+    """Smallest set of subtrees covering ``paths`` (a parent covers its children)."""
+    out: list[RelPath] = []
+    for path in sorted(set(paths), key=lambda p: (p.count("/"), p)):
+        if not any(is_within(path, root) for root in out):
+            out.append(path)
+    return out
+
+
+def _merge(cache: Snapshot, roots: Sequence[RelPath], fresh: Snapshot) -> None:
+    for root in roots:
+        for known in [p for p in cache if is_within(p, root)]:
+            del cache[known]
+    cache.update(fresh)
+
+
+class Session:
+    def __init__(
+        self,
+        spec: SyncSpec,
+        options: RunOptions,
+        console: Console,
+        log: SyncLog,
+        board: StatusBoard,
+    ) -> None:
+        self.spec = spec
+        self.options = options
+        self.console = console
+        self.log = log
+        self.board = board
+        self.rules = Rules(spec.exclude, spec.upload_exclude, spec.download_exclude)
+        self.ancestor: Ancestor = {}
+        self.L: Snapshot = {}
+        self.R: Snapshot = {}
+        self.initial_done = asyncio.Event()
+        self.conflict_count = 0
+        self.executor: Executor | None = None
+        self._remote_desc = spec.target.describe()
+        board.add(
+            SyncStatus(
+                name=spec.name,
+                local=str(spec.local_root),
+                remote=self._remote_desc + ":" + (spec.container_path or "$WORKDIR"),
+                agent="",
+                state="starting",
+                progress=None,
+                conflicts=0,
+                last_activity_time=None,
+                last_activity=None,
+                uploaded_files=0,
+                uploaded_bytes=0,
+                downloaded_files=0,
+                downloaded_bytes=0,
+                message=None,
+            )
+        )
+
+    # -- reporting ------------------------------------------------------------------------
+    def say(self, message: str, level: str = "INFO", console: bool = True) -> None:
+        self.log.write(self.spec.name, level, message)
+        if console:
+            self.console.line(f"[{self.spec.name}] {message}")
+
+    def state(self, state: str, message: str | None = None, **extra: Any) -> None:
+        self.board.update(self.spec.name, force=True, state=state, message=message, **extra)
+
+    def _activity(self, what: str) -> None:
+        changes: dict[str, Any] = {"last_activity_time": now_iso(), "last_activity": what}
+        if self.executor is not None:
+            t = self.executor.totals
+            changes.update(
+                uploaded_files=t.uploaded_files,
+                uploaded_bytes=t.uploaded_bytes,
+                downloaded_files=t.downloaded_files,
+                downloaded_bytes=t.downloaded_bytes,
+            )
+        changes["conflicts"] = self.conflict_count
+        self.board.update(self.spec.name, **changes)
+
+    def _report(self, out: Outcome, phase: str) -> None:
+        for conflict in out.conflicts:
+            self.conflict_count += 1
+            self.say(f"conflict: {conflict.path}: {conflict.reason}", "WARN")
+        for problem in out.problems:
+            self.say(f"problem: {problem.path}: {problem.message}", "WARN")
+        parts = []
+        if out.uploaded:
+            parts.append(f"uploaded {len(out.uploaded)} ({human_bytes(out.bytes_up)})")
+        if out.downloaded:
+            parts.append(f"downloaded {len(out.downloaded)} ({human_bytes(out.bytes_down)})")
+        if out.deleted_remote:
+            parts.append(f"deleted {len(out.deleted_remote)} in the container")
+        if out.deleted_local:
+            parts.append(f"deleted {len(out.deleted_local)} locally (kept in trash)")
+        if not parts:
+            return
+        what = ", ".join(parts)
+        sample = (out.uploaded + out.downloaded + out.deleted_remote + out.deleted_local)[:3]
+        detail = " ".join(sample) + (" ..." if len(sample) >= 3 else "")
+        self.say(
+            f"{phase}: {what} in {out.seconds * 1000:.0f} ms: {detail}",
+            console=self.options.verbose or phase == "initial sync",
+        )
+        self._activity(what)
+
+    # -- life cycle -----------------------------------------------------------------------
+    async def run(self) -> None:
+        attempt = 0
+        watch = self.options.watch and not self.options.dry_run
+        while True:
+            try:
+                await self._connected_run(watch)
+                return
+            except SafetyHalt as exc:
+                self.state("halted", str(exc))
+                self.say(f"halted: {exc}", "ERROR")
+                raise
+            except (TransportError, AgentError, ProtocolError) as exc:
+                if not watch or not self.initial_done.is_set():
+                    self.state("error", str(exc))
+                    raise
+                delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+                attempt += 1
+                self.state("reconnecting", f"{exc} (retrying in {delay:g} s)")
+                self.say(f"connection lost: {exc}; reconnecting in {delay:g} s", "WARN")
+                await asyncio.sleep(delay)
+
+    async def _connected_run(self, watch: bool) -> None:
+        spec = self.spec
+        local = LocalEndpoint(
+            spec.local_root,
+            self.rules,
+            spec.state_dir / "trash",
+            warn=lambda w: self.say(f"warning: {w}", "WARN"),
+        )
+        await local.start(watch)
+        remote: Remote | None = None
+        try:
+            remote = await connect(
+                spec,
+                self.rules,
+                watch=watch,
+                log=lambda line: self.log.write(spec.name, "AGENT", line),
+            )
+            self.board.update(
+                spec.name,
+                agent=remote.why,
+                remote=f"{self._remote_desc}:{remote.root}",
+            )
+            self.say(
+                f"connected: {spec.local_root} <-> {self._remote_desc}:{remote.root} ({remote.why})"
+            )
+            await self._first_pass(local, remote.endpoint)
+            if watch:
+                await self._watch(local, remote.endpoint)
+        finally:
+            with contextlib.suppress(Exception):
+                await local.close()
+            if remote is not None:
+                with contextlib.suppress(Exception):
+                    await remote.endpoint.close()
+
+    async def _first_pass(self, local: LocalEndpoint, remote: Any) -> None:
+        self.L, self.R = await asyncio.gather(local.scan(), remote.scan())
+        granularity = max(local.mtime_granularity_ns, remote.mtime_granularity_ns)
+        fresh = not self.ancestor or detect_mass_deletion(self.ancestor, self.R, self.rules)
+        if self.initial_done.is_set() and not fresh:
+            plan = reconcile(
+                self.ancestor,
+                self.L,
+                self.R,
+                None,
+                self.rules,
+                upload_only=self.spec.upload_only,
+                download_only=self.spec.download_only,
+                granularity_ns=granularity,
+            )
+            await self._execute(plan, local, remote, "resync")
+            self.state("watching")
+            return
+        if self.initial_done.is_set():
+            self.say("the container side looks new or emptied: initial sync with local authority")
+        plan = await self._initial_plan(local, remote, granularity)
+        if self.options.dry_run:
+            self.console.line(f"[{self.spec.name}] initial sync plan: {plan.summary()}")
+            for line in plan.describe():
+                self.console.line(f"  {line}")
+            self.initial_done.set()
+            return
+        self.state("initial sync", progress=0.0)
+        await self._execute(plan, local, remote, "initial sync", progress=True)
+        self.initial_done.set()
+        self.state("watching" if self.options.watch else "stopped", progress=None)
+
+    async def _initial_plan(self, local: LocalEndpoint, remote: Any, granularity: int) -> Plan:
+        digests: dict[RelPath, tuple[str | None, str | None]] = {}
+        while True:
+            result = plan_initial_sync(
+                self.L,
+                self.R,
+                self.rules,
+                download_on_initial_sync=self.spec.download_on_initial_sync,
+                upload_only=self.spec.upload_only,
+                download_only=self.spec.download_only,
+                granularity_ns=granularity,
+                digests=digests,
+            )
+            if not result.needs_digest:
+                return result.plan
+            wanted = list(result.needs_digest)
+            ours, theirs = await asyncio.gather(local.digests(wanted), remote.digests(wanted))
+            for path in wanted:
+                digests[path] = (ours.get(path), theirs.get(path))
+
+    async def _execute(
+        self, plan: Plan, local: Any, remote: Any, phase: str, progress: bool = False
+    ) -> None:
+        bar: Progress | None = None
+        if progress:
+            files = sum(1 for a in plan.actions if type(a).__name__ in ("Upload", "Download"))
+            nbytes = sum(
+                getattr(getattr(a, "entry", None), "size", 0)
+                for a in plan.actions
+                if type(a).__name__ in ("Upload", "Download")
+            )
+            bar = Progress(self.console, self.spec.name, files, nbytes)
+
+        def advance(files: int, nbytes: int) -> None:
+            if bar is not None:
+                bar.advance(files, nbytes)
+                self.board.update(self.spec.name, progress=bar.fraction)
+
+        if self.executor is None:
+            self.executor = Executor(
+                local,
+                remote,
+                self.ancestor,
+                self.L,
+                self.R,
+                self.spec.state_dir / "conflicts",
+                on_progress=advance,
+            )
+        else:
+            self.executor.local, self.executor.remote = local, remote
+            self.executor.L, self.executor.R = self.L, self.R
+            self.executor.on_progress = advance
+        try:
+            out = await self.executor.run(plan)
+        finally:
+            if bar is not None:
+                bar.finish()
+        self._report(out, phase)
+
+    async def _watch(self, local: LocalEndpoint, remote: Any) -> None:
+        granularity = max(local.mtime_granularity_ns, remote.mtime_granularity_ns)
+        local_task = asyncio.ensure_future(local.hints())
+        remote_task = asyncio.ensure_future(remote.hints())
+        try:
+            while True:
+                done, _ = await asyncio.wait(
+                    {local_task, remote_task}, return_when=asyncio.FIRST_COMPLETED
+                )
+                local_paths: list[RelPath] = []
+                remote_paths: list[RelPath] = []
+                if local_task in done:
+                    local_paths = local_task.result()
+                    local_task = asyncio.ensure_future(local.hints())
+                if remote_task in done:
+                    remote_paths = remote_task.result()
+                    remote_task = asyncio.ensure_future(remote.hints())
+                await self._sync_paths(local, remote, local_paths, remote_paths, granularity)
+        finally:
+            local_task.cancel()
+            remote_task.cancel()
+
+    async def _sync_paths(
+        self,
+        local: Any,
+        remote: Any,
+        local_paths: list[RelPath],
+        remote_paths: list[RelPath],
+        granularity: int,
+    ) -> None:
+        started = time.monotonic()
+        local_roots = _roots(local_paths)
+        remote_roots = _roots(remote_paths)
+        scans = []
+        if local_roots:
+            scans.append(local.scan(local_roots))
+        if remote_roots:
+            scans.append(remote.scan(remote_roots))
+        results = await asyncio.gather(*scans)
+        if local_roots:
+            _merge(self.L, local_roots, results.pop(0))
+        if remote_roots:
+            _merge(self.R, remote_roots, results.pop(0))
+            problem = detect_mass_deletion(self.ancestor, self.R, self.rules)
+            if problem:
+                raise SafetyHalt(problem)
+        roots = _roots(local_roots + remote_roots)
+        plan = reconcile(
+            self.ancestor,
+            self.L,
+            self.R,
+            None if "" in roots else roots,
+            self.rules,
+            upload_only=self.spec.upload_only,
+            download_only=self.spec.download_only,
+            granularity_ns=granularity,
+        )
+        if plan.is_empty():
+            return
+        await self._execute(plan, local, remote, "sync")
+        self.log.write(
+            self.spec.name,
+            "DEBUG",
+            f"batch of {len(plan.actions)} took {(time.monotonic() - started) * 1000:.1f} ms",
+        )
+
+
+__all__ = ["PodsyncError", "Session"]
