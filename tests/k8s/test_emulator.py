@@ -1,0 +1,158 @@
+"""The emulator stays faithful: the real kubectl 1.32 works against it.
+
+Every test here drives real kubectl (or a raw HTTPS client for the watch stream) against the
+emulator, which runs real Docker containers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import ssl
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from k8s_emulator.fixture import K8sApi, wait_until
+
+pytestmark = pytest.mark.docker
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def test_kubectl_get_pods_with_label_selectors(k8s: K8sApi) -> None:
+    a, b = _name("sel-a"), _name("sel-b")
+    k8s.create_pod(a, labels={"app": "sel", "tier": "web"})
+    k8s.create_pod(b, labels={"app": "sel", "tier": "db"})
+    out = k8s.kubectl("get", "pods", "-l", "app=sel,tier=web")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.decode().splitlines()
+    assert lines[0].split()[:3] == ["NAME", "READY", "STATUS"]
+    assert [ln.split()[:3] for ln in lines[1:]] == [[a, "1/1", "Running"]]
+    out = k8s.kubectl("get", "pods", "-l", "tier in (web,db),tier!=web", "-o", "name")
+    assert out.stdout.decode().split() == [f"pod/{b}"]
+    out = k8s.kubectl("get", "pods", "-l", "app=nothing-has-this")
+    assert out.returncode == 0 and b"No resources found" in out.stderr
+
+
+def test_kubectl_exec_round_trips_binary_data(k8s: K8sApi) -> None:
+    pod = _name("exec")
+    k8s.create_pod(pod)
+    data = os.urandom(3 << 20) + bytes(range(256)) * 64
+    out = k8s.kubectl("exec", "-i", pod, "--", "cat", input=data)
+    assert out.returncode == 0, out.stderr
+    assert hashlib.sha256(out.stdout).hexdigest() == hashlib.sha256(data).hexdigest()
+    failing = k8s.kubectl("exec", "-i", pod, "--", "sh", "-c", "echo oops >&2; exit 7")
+    assert failing.returncode == 7
+    assert b"oops" in failing.stderr
+    # kubectl 1.32 talks WebSocket (v5) first; the emulator records what it offered.
+    assert any(ua.startswith("kubectl/v1.32") and chosen == "v5.channel.k8s.io"
+               for ua, _, chosen in k8s.emulator.switches.exec_log)  # fmt: skip
+
+
+def test_kubectl_logs_and_delete(k8s: K8sApi) -> None:
+    pod = _name("logs")
+    k8s.create_pod(
+        pod, command=["sh", "-c", "echo first line; echo to-stderr >&2; exec sleep 3600"]
+    )
+    out = wait_until(
+        lambda: (r := k8s.kubectl("logs", pod)).returncode == 0 and b"to-stderr" in r.stdout and r,
+        30,
+        "logs to show both lines",
+    )
+    assert out.stdout.decode().splitlines() == ["first line", "to-stderr"]
+    names = k8s.emulator.docker_names()
+    assert f"k8s_default_{pod}_main" in names
+    deleted = k8s.kubectl("delete", "pod", pod)
+    assert deleted.returncode == 0, deleted.stderr
+    assert f'pod "{pod}" deleted' in deleted.stdout.decode()
+    gone = k8s.kubectl("get", "pod", pod)
+    assert gone.returncode != 0 and b"NotFound" in gone.stderr
+
+
+def test_kubectl_create_wait_and_multi_container_errors(k8s: K8sApi, tmp_path: Path) -> None:
+    pod = _name("created")
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": pod, "labels": {"app": "created"}},
+        "spec": {"containers": [{"name": "one", "image": "john/devbackend:v1"},
+                                {"name": "two", "image": "busybox"}]},
+    }  # fmt: skip
+    (tmp_path / "pod.json").write_text(json.dumps(manifest))
+    created = k8s.kubectl("create", "-f", str(tmp_path / "pod.json"))
+    assert created.returncode == 0, created.stderr
+    k8s.created.append(("default", pod))
+    waited = k8s.kubectl("wait", "--for=condition=Ready", f"pod/{pod}", "--timeout=60s")
+    assert waited.returncode == 0, waited.stderr
+    obj = json.loads(k8s.kubectl("get", "pod", pod, "-o", "json").stdout)
+    assert [s["image"] for s in obj["status"]["containerStatuses"]] == [
+        "john/devbackend:v1",
+        "busybox",
+    ]
+    out = k8s.kubectl("exec", "-i", pod, "-c", "two", "--", "echo", "hi")
+    assert out.stdout == b"hi\n"
+    logs = k8s.kubectl("logs", pod)  # kubectl picks the first container itself
+    assert logs.returncode == 0 and b'Defaulted container "one" out of: one, two' in logs.stderr
+    code, status = k8s.emulator.request("GET", f"/api/v1/namespaces/default/pods/{pod}/log")
+    assert code == 400 and "choose one of: [one two]" in status["message"]
+
+
+def test_unauthorized_without_token(k8s: K8sApi, tmp_path: Path) -> None:
+    bad = k8s.emulator.write_kubeconfig(tmp_path / "bad", token="wrong")
+    out = k8s.kubectl("get", "pods", env={"KUBECONFIG": str(bad)})
+    assert out.returncode != 0
+    assert b"Unauthorized" in out.stderr or b"must be logged in" in out.stderr
+
+
+def test_forced_states_show_in_kubectl(k8s: K8sApi) -> None:
+    pod = _name("crash")
+    k8s.create_pod(pod, annotations={"emulator.podsync.test/state": "CrashLoopBackOff"}, wait=False)
+    row = wait_until(
+        lambda: b"CrashLoopBackOff" in (r := k8s.kubectl("get", "pod", pod)).stdout and r,
+        30,
+        "crash",
+    )
+    assert row.stdout.decode().splitlines()[1].split()[1:3] == ["0/1", "CrashLoopBackOff"]
+    k8s.emulator.resume("default", pod)
+    ok = k8s.kubectl("wait", "--for=condition=Ready", f"pod/{pod}", "--timeout=60s")
+    assert ok.returncode == 0, ok.stderr
+
+
+def _watch_lines(k8s: K8sApi, query: str, count: int, timeout: float) -> list[dict[str, object]]:
+    ctx = ssl.create_default_context(cadata=k8s.emulator.ca_pem.decode())
+    conn = http.client.HTTPSConnection("127.0.0.1", k8s.emulator.port, context=ctx, timeout=timeout)
+    conn.request("GET", f"/api/v1/namespaces/default/pods?watch=1&{query}",
+                 headers={"Authorization": f"Bearer {k8s.token}"})  # fmt: skip
+    resp = conn.getresponse()
+    assert resp.status == 200
+    events = []
+    deadline = time.monotonic() + timeout
+    while len(events) < count and time.monotonic() < deadline:
+        line = resp.readline()
+        if not line:
+            break
+        events.append(json.loads(line))
+    conn.close()
+    return events
+
+
+def test_watch_stream_reports_lifecycle(k8s: K8sApi) -> None:
+    pod = _name("watched")
+    code, listing = k8s.emulator.request("GET", "/api/v1/namespaces/default/pods")
+    assert code == 200
+    rv = listing["metadata"]["resourceVersion"]
+    k8s.create_pod(pod, labels={"app": "watched"})
+    k8s.delete_pod(pod)
+    events = _watch_lines(k8s, f"labelSelector=app%3Dwatched&resourceVersion={rv}", 4, 30)
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "ADDED" and kinds[-1] == "DELETED" and "MODIFIED" in kinds
+    rvs = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
+    assert rvs == sorted(rvs) and len(set(rvs)) == len(rvs)
+    assert events[1]["object"]["status"]["phase"] == "Running"
