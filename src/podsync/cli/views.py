@@ -1,0 +1,116 @@
+"""Terminal output of ``list sync`` and ``status sync``.
+
+Owns: how configured and running syncs look (rich tables, JSON). May import: rich,
+podsync.config.models, podsync.engine.status.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from podsync.config.models import ProjectConfig, SyncConfig
+from podsync.engine.status import StatusFile, SyncStatus
+
+
+def selector_text(entry: SyncConfig) -> str:
+    if entry.image_name is not None:
+        return f"imageName: {entry.image_name}"
+    labels = ",".join(f"{k}={v}" for k, v in (entry.label_selector or {}).items())
+    container = f" (container {entry.container_name})" if entry.container_name else ""
+    namespace = f" in {entry.namespace}" if entry.namespace else ""
+    return labels + container + namespace
+
+
+def excludes_text(entry: SyncConfig) -> str:
+    parts = list(entry.exclude_paths)
+    parts += [f"upload: {p}" for p in entry.upload_exclude_paths]
+    parts += [f"download: {p}" for p in entry.download_exclude_paths]
+    return ", ".join(parts) or "-"
+
+
+def list_sync(cfg: ProjectConfig, console: Console) -> None:
+    """One row per dev.sync entry, or a hint when there is none."""
+    if not cfg.sync:
+        console.print(
+            f"No sync paths are configured in {cfg.display}; add one with "
+            "`podsync add sync --local=PATH --container=PATH`."
+        )
+        return
+    table = Table(title=f"dev.sync in {cfg.display}")
+    for column in ("#", "Selector", "Local path", "Container path", "Excludes"):
+        table.add_column(column, overflow="fold")
+    for index, entry in enumerate(cfg.sync):
+        table.add_row(
+            str(index),
+            selector_text(entry),
+            entry.local_sub_path,
+            entry.container_path or "(WORKDIR)",
+            excludes_text(entry),
+        )
+    console.print(table)
+
+
+def human_bytes(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{count} B"  # pragma: no cover - loop always returns
+
+
+def state_text(sync: SyncStatus) -> str:
+    text: str = sync.state
+    if sync.state == "initial sync" and sync.progress is not None:
+        text += f" {sync.progress * 100:.0f}%"
+    if sync.message:
+        text += f": {sync.message}"
+    return text
+
+
+def activity_text(sync: SyncStatus) -> str:
+    if not sync.last_activity:
+        return "-"
+    when = sync.last_activity_time or ""
+    clock = when[11:19] if len(when) >= 19 else when
+    return f"{clock} {sync.last_activity}".strip()
+
+
+def totals_text(sync: SyncStatus) -> str:
+    return (
+        f"↑ {sync.uploaded_files} files {human_bytes(sync.uploaded_bytes)}, "
+        f"↓ {sync.downloaded_files} files {human_bytes(sync.downloaded_bytes)}"
+    )
+
+
+def show_status(status: StatusFile | None, folder: Path, console: Console) -> None:
+    if status is None:
+        console.print(
+            f"No sync is running in {folder} (start one with `podsync dev` or `podsync sync`).",
+            markup=False,
+            highlight=False,
+        )
+        return
+    table = Table(title=f"podsync (pid {status.pid}, updated {status.updated})")
+    for column in ("Sync", "Local ↔ Remote", "State", "Conflicts", "Last activity", "Totals"):
+        table.add_column(column, overflow="fold")
+    for sync in status.syncs:
+        table.add_row(
+            sync.name,
+            f"{sync.local} ↔ {sync.remote}",
+            state_text(sync),
+            str(sync.conflicts),
+            activity_text(sync),
+            totals_text(sync),
+        )
+    console.print(table)
+
+
+def status_json(status: StatusFile | None) -> str:
+    if status is None:
+        return json.dumps({"running": False, "syncs": []}, indent=2)
+    return json.dumps({"running": True, **status.to_json()}, indent=2, sort_keys=True)
