@@ -19,17 +19,19 @@ from podsync.engine.status import StatusFile, SyncStatus
 def selector_text(entry: SyncConfig) -> str:
     if entry.image_name is not None:
         return f"imageName: {entry.image_name}"
-    labels = ",".join(f"{k}={v}" for k, v in (entry.label_selector or {}).items())
-    container = f" (container {entry.container_name})" if entry.container_name else ""
-    namespace = f" in {entry.namespace}" if entry.namespace else ""
-    return labels + container + namespace
+    lines = [f"{k}={v}" for k, v in (entry.label_selector or {}).items()]
+    if entry.container_name:
+        lines.append(f"container: {entry.container_name}")
+    if entry.namespace:
+        lines.append(f"namespace: {entry.namespace}")
+    return "\n".join(lines)
 
 
 def excludes_text(entry: SyncConfig) -> str:
     parts = list(entry.exclude_paths)
     parts += [f"upload: {p}" for p in entry.upload_exclude_paths]
     parts += [f"download: {p}" for p in entry.download_exclude_paths]
-    return ", ".join(parts) or "-"
+    return "\n".join(parts) or "-"
 
 
 def list_sync(cfg: ProjectConfig, console: Console) -> None:
@@ -41,8 +43,11 @@ def list_sync(cfg: ProjectConfig, console: Console) -> None:
         )
         return
     table = Table(title=f"dev.sync in {cfg.display}")
-    for column in ("#", "Selector", "Local path", "Container path", "Excludes"):
-        table.add_column(column, overflow="fold")
+    table.add_column("#", no_wrap=True)
+    table.add_column("Selector", overflow="fold", min_width=20)
+    table.add_column("Local", overflow="fold", min_width=6)
+    table.add_column("Container", overflow="fold", min_width=9)
+    table.add_column("Excludes", overflow="fold", min_width=14)
     for index, entry in enumerate(cfg.sync):
         table.add_row(
             str(index),
