@@ -1,0 +1,519 @@
+"""A gitignore matcher that agrees with git (2.39) bit for bit.
+
+Owns: parsing gitignore lines (gitignore(5)), translating git's ``wildmatch`` into regular
+expressions, and :class:`Matcher`, the compiled form of one ordered pattern list.
+May import: the standard library only, no I/O (this module ships inside the container agent).
+
+How git reads one line, and how this module mirrors it (``dir.c``/``wildmatch.c``):
+
+* An empty line or one starting with ``#`` is skipped. Otherwise unescaped trailing spaces (not
+  tabs) are trimmed, a leading ``!`` negates, a trailing ``/`` means "directories only".
+* A pattern with no other ``/`` matches the basename at any depth. Otherwise it is matched
+  against the whole path from the root (a leading ``/`` only anchors). Git first compares the
+  literal part before the first wildcard (``*?[\\``) and hands only the rest to wildmatch, so a
+  ``**`` right after that literal prefix counts as "at the start": ``x/a**`` matches ``x/a/b``
+  and ``foo**/bar`` matches ``foobar``. We reproduce that quirk on purpose.
+* wildmatch works on bytes: ``?`` and ``[...]`` match one byte of the UTF-8 name, never ``/``.
+  Paths and patterns are therefore matched in a "byte view" (UTF-8 bytes decoded as latin-1;
+  ASCII strings are their own byte view, so the common case costs nothing).
+* Case-sensitive, as git on Linux (``core.ignorecase=false``).
+
+What git accepts but never matches is rejected here (see :func:`validate_pattern`): such a
+pattern in a config is always a mistake, and saying so beats silently syncing the files.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+from typing import Dict, FrozenSet, List, Optional, Pattern, Sequence, Tuple
+
+_GLOB_SPECIAL = "*?[\\"
+
+# git's own ctype tables (not the C library's): [:space:] is only \t \n \r and space.
+_CLASSES: Dict[str, FrozenSet[int]] = {
+    "alnum": frozenset(map(ord, string.ascii_letters + string.digits)),
+    "alpha": frozenset(map(ord, string.ascii_letters)),
+    "blank": frozenset(map(ord, " \t")),
+    "cntrl": frozenset([*range(0, 32), 127]),
+    "digit": frozenset(map(ord, string.digits)),
+    "graph": frozenset(range(33, 127)),
+    "lower": frozenset(map(ord, string.ascii_lowercase)),
+    "print": frozenset(range(32, 127)),
+    "punct": frozenset(map(ord, string.punctuation)),
+    "space": frozenset(map(ord, " \t\n\r")),
+    "upper": frozenset(map(ord, string.ascii_uppercase)),
+    "xdigit": frozenset(map(ord, string.hexdigits)),
+}
+_ALL_BYTES = frozenset(range(1, 256))
+_SLASH = ord("/")
+
+
+class NeverMatches(ValueError):
+    """Git accepts the pattern but it can never match any path (a user mistake)."""
+
+
+def byte_view(text: str) -> str:
+    """``text`` as UTF-8 bytes, one char per byte (identity for ASCII). Undecodable file
+    names (surrogate escapes from ``os.listdir``) map back to their original bytes."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("latin-1")
+
+
+def trim_trailing_spaces(line: str) -> str:
+    """Drop trailing spaces unless the last one is escaped with a backslash (git's rule)."""
+    last_space: Optional[int] = None
+    i, n = 0, len(line)
+    while i < n:
+        c = line[i]
+        if c == " ":
+            if last_space is None:
+                last_space = i
+        elif c == "\\":
+            i += 1
+            if i == n:
+                return line  # a trailing lone backslash keeps everything
+            last_space = None
+        else:
+            last_space = None
+        i += 1
+    return line if last_space is None else line[:last_space]
+
+
+def _char_class(members: FrozenSet[int]) -> str:
+    if not members:
+        return "(?!)"
+    return "[" + "".join(f"\\x{b:02x}" for b in sorted(members)) + "]"
+
+
+def _bracket(pat: str, i: int) -> Tuple[FrozenSet[int], int]:
+    """Parse the ``[...]`` starting at ``pat[i] == '['`` as wildmatch does.
+
+    Returns the set of bytes it matches (``/`` removed: with WM_PATHNAME a class never
+    matches it, and basenames never contain it) and the index after the closing ``]``.
+    """
+    n = len(pat)
+    j = i + 1
+    negated = j < n and pat[j] in "!^"
+    if negated:
+        j += 1
+    members: set[int] = set()
+    prev: Optional[int] = None  # wildmatch's prev_ch; None where it is 0
+    first = True
+    while True:
+        if j >= n:
+            raise NeverMatches(
+                f"'[' at position {i + 1} is never closed; close it with ']' "
+                "or write '\\[' for a literal '['"
+            )
+        c = pat[j]
+        if c == "]" and not first:
+            break
+        first = False
+        cur: Optional[int]
+        if c == "\\":
+            j += 1
+            if j >= n:
+                raise NeverMatches(f"'[' at position {i + 1} is never closed")
+            cur = ord(pat[j])
+            members.add(cur)
+        elif c == "-" and prev is not None and j + 1 < n and pat[j + 1] != "]":
+            j += 1
+            hi_c = pat[j]
+            if hi_c == "\\":
+                j += 1
+                if j >= n:
+                    raise NeverMatches(f"'[' at position {i + 1} is never closed")
+                hi_c = pat[j]
+            members.update(range(prev, ord(hi_c) + 1))
+            cur = None
+        elif c == "[" and j + 1 < n and pat[j + 1] == ":":
+            end = pat.find("]", j + 2)
+            if end < 0:
+                raise NeverMatches(f"'[' at position {i + 1} is never closed")
+            if end - (j + 2) - 1 < 0 or pat[end - 1] != ":":
+                members.add(ord("["))  # no ':]': a plain '[' member, go on after it
+                cur = ord("[")
+            else:
+                name = pat[j + 2 : end - 1]
+                if name not in _CLASSES:
+                    raise NeverMatches(
+                        f"unknown character class '[:{name}:]'; use one of "
+                        + ", ".join(sorted(_CLASSES))
+                    )
+                members.update(_CLASSES[name])
+                cur = None
+                j = end
+        else:
+            cur = ord(c)
+            members.add(cur)
+        prev = cur
+        j += 1
+    result = (_ALL_BYTES - members) if negated else frozenset(members)
+    return result - {_SLASH}, j + 1
+
+
+class _Segments:
+    """Tracks path segments of a pattern to spot ones no path can have ('//', '.', '..')."""
+
+    def __init__(self) -> None:
+        self.literal: Optional[str] = ""  # None once the segment holds a wildcard
+
+    def add(self, literal: Optional[str]) -> None:
+        if self.literal is not None:
+            self.literal = None if literal is None else self.literal + literal
+
+    def close(self) -> None:
+        if self.literal == "":
+            raise NeverMatches("contains an empty path segment ('//'); use a single '/'")
+        if self.literal in (".", ".."):
+            raise NeverMatches(
+                f"a '{self.literal}' path segment never matches in gitignore "
+                "syntax; anchor at the sync root with a leading '/' instead"
+            )
+        self.literal = ""
+
+
+def translate(body: str, sub_start: int) -> str:
+    """Regex source equivalent to ``wildmatch(body, text, WM_PATHNAME)`` on byte views.
+
+    ``sub_start`` is where git starts wildmatch (after the literal prefix): a ``**`` there
+    counts as being at the start of the pattern. Raises :class:`NeverMatches`.
+    """
+    out: List[str] = []
+    seg = _Segments()
+    i, n = 0, len(body)
+    while i < n:
+        c = body[i]
+        if c == "\\":
+            if i + 1 >= n:
+                raise NeverMatches(
+                    "ends with an unescaped '\\', which git never matches; "
+                    "remove it or write '\\\\' for a literal backslash"
+                )
+            lit = body[i + 1]
+            if lit == "/":
+                seg.close()
+            else:
+                seg.add(lit)
+            out.append(re.escape(lit))
+            i += 2
+        elif c == "?":
+            seg.add(None)
+            out.append("[^/]")
+            i += 1
+        elif c == "[":
+            members, i = _bracket(body, i)
+            seg.add(None)
+            out.append(_char_class(members))
+        elif c == "*":
+            j = i
+            while j < n and body[j] == "*":
+                j += 1
+            seg.add(None)
+            at_start = i == sub_start or (i > 0 and body[i - 1] == "/")
+            nxt = body[j : j + 2]
+            if j - i >= 2 and at_start and (nxt == "" or nxt[0] == "/" or nxt == "\\/"):
+                if nxt == "":
+                    out.append(".*")
+                elif nxt[0] == "/":  # '**/' matches zero or more whole directories
+                    out.append("(?:.*/)?")
+                    seg.close()
+                    j += 1
+                else:
+                    out.append(".*")
+            else:
+                out.append("[^/]*")
+            i = j
+        elif c == "/":
+            seg.close()
+            out.append("/")
+            i += 1
+        else:
+            seg.add(c)
+            out.append(re.escape(c))
+            i += 1
+    seg.close()
+    return "".join(out)
+
+
+def simple_length(text: str) -> int:
+    """Length of the literal prefix before the first wildcard character (git's name)."""
+    for i, c in enumerate(text):
+        if c in _GLOB_SPECIAL:
+            return i
+    return len(text)
+
+
+@dataclass(frozen=True)
+class ParsedPattern:
+    """One gitignore line, parsed.
+
+    ``kind`` is "literal", "suffix" (``*`` + literal) or "regex"; ``text`` is the literal, the
+    suffix or the regex source, all in byte view. ``basename`` patterns match the last path
+    component only, the others the whole path from the root.
+    """
+
+    source: str
+    negative: bool
+    dir_only: bool
+    basename: bool
+    kind: str
+    text: str
+
+
+def check_representable(pattern: str) -> None:
+    """Raise ValueError for strings that cannot be one line of a .gitignore file."""
+    if "\x00" in pattern:
+        raise ValueError("contains a NUL byte; remove it")
+    if "\n" in pattern or "\r" in pattern:
+        raise ValueError("contains a line break; put each pattern in its own list entry")
+
+
+def parse_pattern(pattern: str) -> Optional[ParsedPattern]:
+    """Parse one gitignore line; None for blank lines and comments (git skips them).
+
+    Raises ValueError when the string cannot be a .gitignore line and
+    :class:`NeverMatches` when git would accept it but never match anything.
+    """
+    check_representable(pattern)
+    if pattern == "" or pattern.startswith("#"):
+        return None
+    line = trim_trailing_spaces(pattern)
+    if line == "":
+        return None  # git adds an empty pattern, which matches nothing: same as skipping
+    negative = line.startswith("!")
+    body = line[1:] if negative else line
+    dir_only = body.endswith("/")
+    if dir_only:
+        body = body[:-1]
+    if body == "":
+        what = "'!'" if negative else "'/'"
+        raise NeverMatches(
+            f"{what} alone leaves an empty pattern, which matches nothing; "
+            "remove it (write '\\!' to match a name starting with '!')"
+        )
+    body = byte_view(body)
+    basename = "/" not in body
+    if not basename and body.startswith("/"):
+        body = body[1:]
+    prefix = simple_length(body)
+    regex = translate(body, 0 if basename else prefix)
+    if prefix == len(body):
+        kind, text = "literal", body
+    elif basename and body[0] == "*" and simple_length(body[1:]) == len(body) - 1:
+        kind, text = "suffix", body[1:]
+    else:
+        kind, text = "regex", regex
+    return ParsedPattern(pattern, negative, dir_only, basename, kind, text)
+
+
+def validate_pattern(pattern: str) -> Optional[str]:
+    """None when ``pattern`` is a usable gitignore line, else what is wrong and how to fix it.
+
+    Git itself rejects nothing; it silently keeps patterns that can never match. Those are
+    reported here: a lone '!' or '/', a trailing unescaped backslash, a '[' that is never
+    closed or names an unknown '[:class:]', an empty ('//'), '.' or '..' path segment. Strings
+    that cannot be a .gitignore line at all (NUL byte, line break) are reported too. Blank
+    entries and '#' comments are valid and ignored, as in a .gitignore file; note that
+    trailing spaces are trimmed unless escaped ('\\ ').
+    """
+    if not isinstance(pattern, str):
+        return "is not a string"
+    try:
+        parse_pattern(pattern)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+class _Table:
+    """Patterns that can apply to one kind of entry (files, or directories), bucketed so the
+    common cases cost a dict lookup or one ``str.endswith``. Every lookup yields the index of
+    the LAST matching pattern of its bucket (git: the last match wins), or -1."""
+
+    __slots__ = (
+        "base_lit",
+        "base_rx",
+        "base_rx_idx",
+        "path_lit",
+        "path_rx",
+        "path_rx_idx",
+        "suffix_all",
+        "suffixes",
+    )
+
+    def __init__(self, patterns: Sequence[Tuple[int, ParsedPattern]]) -> None:
+        self.base_lit: Dict[str, int] = {}
+        self.path_lit: Dict[str, int] = {}
+        suffixes: List[Tuple[int, str]] = []
+        base_rx: List[Tuple[int, str]] = []
+        path_rx: List[Tuple[int, str]] = []
+        for idx, pat in patterns:  # ascending: later patterns overwrite earlier ones
+            if pat.kind == "literal":
+                (self.base_lit if pat.basename else self.path_lit)[pat.text] = idx
+            elif pat.kind == "suffix":
+                suffixes.append((idx, pat.text))
+            else:
+                (base_rx if pat.basename else path_rx).append((idx, pat.text))
+        suffixes.reverse()
+        self.suffixes: Tuple[Tuple[int, str], ...] = tuple(suffixes)
+        self.suffix_all: Tuple[str, ...] = tuple(s for _, s in suffixes)
+        self.base_rx, self.base_rx_idx = self._combine(base_rx)
+        self.path_rx, self.path_rx_idx = self._combine(path_rx)
+
+    @staticmethod
+    def _combine(items: List[Tuple[int, str]]) -> Tuple[Optional[Pattern[str]], Tuple[int, ...]]:
+        """One regex for a bucket: alternatives in descending pattern order, each in its own
+        group, so the first alternative that fully matches (``lastindex``) is the last
+        matching pattern."""
+        if not items:
+            return None, ()
+        items = sorted(items, reverse=True)
+        source = "|".join(f"({rx})" for _, rx in items)
+        return re.compile(source, re.DOTALL), (-1, *(idx for idx, _ in items))
+
+    def last(self, path: str, base: str) -> int:
+        best = self.base_lit.get(base, -1)
+        i = self.path_lit.get(path, -1)
+        if i > best:
+            best = i
+        for idx, suffix in self.suffixes:
+            if idx <= best:
+                break
+            if base.endswith(suffix):
+                best = idx
+                break
+        if self.base_rx is not None:
+            m = self.base_rx.fullmatch(base)
+            if m is not None and self.base_rx_idx[m.lastindex or 0] > best:
+                best = self.base_rx_idx[m.lastindex or 0]
+        if self.path_rx is not None:
+            m = self.path_rx.fullmatch(path)
+            if m is not None and self.path_rx_idx[m.lastindex or 0] > best:
+                best = self.path_rx_idx[m.lastindex or 0]
+        return best
+
+    def any(self, path: str, base: str) -> bool:
+        return (
+            base in self.base_lit
+            or path in self.path_lit
+            or (bool(self.suffix_all) and base.endswith(self.suffix_all))
+            or (self.base_rx is not None and self.base_rx.fullmatch(base) is not None)
+            or (self.path_rx is not None and self.path_rx.fullmatch(path) is not None)
+        )
+
+
+_DIR_CACHE_LIMIT = 4096
+
+
+class Matcher:
+    """Compiled gitignore patterns (one list, in order; later patterns win; '!' negates).
+
+    Paths are relative to the sync root, '/'-separated, no leading slash; the root ``""`` is
+    never matched. ``is_dir`` must be False for symlinks (git does not follow them).
+    """
+
+    __slots__ = ("_dir_cache", "_dirs", "_files", "_has_negative", "_negative", "patterns")
+
+    def __init__(self, sources: Sequence[str], parsed: Sequence[ParsedPattern]) -> None:
+        self.patterns: Tuple[str, ...] = tuple(sources)
+        self._negative = tuple(p.negative for p in parsed)
+        self._has_negative = any(self._negative)
+        indexed = list(enumerate(parsed))
+        self._dirs = _Table(indexed)
+        self._files = _Table([(i, p) for i, p in indexed if not p.dir_only])
+        # Ancestor verdicts for matches(): directory path -> "it or an ancestor is excluded".
+        self._dir_cache: Dict[str, bool] = {}
+
+    @classmethod
+    def compile(cls, patterns: Sequence[str]) -> Matcher:
+        """Compile ``patterns``; raises ValueError naming the first invalid one
+        (see :func:`validate_pattern`)."""
+        return cls._build(patterns, strict=True)
+
+    @classmethod
+    def compile_unchecked(cls, patterns: Sequence[str]) -> Matcher:
+        """Compile exactly as git reads a .gitignore: patterns that can never match are
+        dropped instead of rejected (for comparing with git). Still raises ValueError for
+        strings that cannot be a .gitignore line (NUL, line break)."""
+        return cls._build(patterns, strict=False)
+
+    @classmethod
+    def _build(cls, patterns: Sequence[str], strict: bool) -> Matcher:
+        if isinstance(patterns, str):
+            raise TypeError("patterns must be a sequence of strings, not one string")
+        parsed: List[ParsedPattern] = []
+        for pattern in patterns:
+            if not isinstance(pattern, str):
+                raise ValueError(f"exclude pattern {pattern!r} is not a string")
+            try:
+                one = parse_pattern(pattern)
+            except NeverMatches as exc:
+                if strict:
+                    raise ValueError(f"exclude pattern {pattern!r} {exc}") from None
+                continue
+            except ValueError as exc:
+                raise ValueError(f"exclude pattern {pattern!r} {exc}") from None
+            if one is not None:
+                parsed.append(one)
+        return cls(patterns, parsed)
+
+    def is_empty(self) -> bool:
+        """True when no pattern can match (no patterns, or only blanks and comments)."""
+        return not self._negative
+
+    def matches_here(self, path: str, is_dir: bool) -> bool:
+        """The patterns' verdict on ``path`` itself, assuming no ancestor is excluded."""
+        if not path or not self._negative:
+            return False
+        if not path.isascii():
+            path = byte_view(path)
+        base = path[path.rfind("/") + 1 :]
+        table = self._dirs if is_dir else self._files
+        if not self._has_negative:
+            return table.any(path, base)
+        best = table.last(path, base)
+        return best >= 0 and not self._negative[best]
+
+    def matches(self, path: str, is_dir: bool) -> bool:
+        """Full git semantics: ``path`` is excluded when it matches, or when any directory
+        above it does (git never re-includes anything below an excluded directory)."""
+        if not path or not self._negative:
+            return False
+        cut = path.rfind("/")
+        if cut > 0 and self._dir_excluded(path[:cut]):
+            return True
+        return self.matches_here(path, is_dir)
+
+    def _dir_excluded(self, directory: str) -> bool:
+        """Whether ``directory`` or one of its ancestors is excluded; memoised per directory."""
+        cache = self._dir_cache
+        known = cache.get(directory)
+        if known is not None:
+            return known
+        # Walk up to the first cached ancestor (or the top), then decide top-down.
+        pending = [directory]
+        verdict = False
+        head = directory
+        while True:
+            cut = head.rfind("/")
+            if cut < 0:
+                break
+            head = head[:cut]
+            known = cache.get(head)
+            if known is not None:
+                verdict = known
+                break
+            pending.append(head)
+        if len(cache) + len(pending) > _DIR_CACHE_LIMIT:
+            cache.clear()
+        for d in reversed(pending):
+            verdict = verdict or self.matches_here(d, True)
+            cache[d] = verdict
+        return verdict
+
+    def __repr__(self) -> str:
+        return f"Matcher({list(self.patterns)!r})"
