@@ -37,12 +37,16 @@ STARTUP_LINES_KEPT = 50
 
 PID_MARKER = b"podsync-pid "
 WRAPPER_SCRIPT = 'echo "podsync-pid $$"; exec "$@"'
-#: Far side: TERM, ~2 s grace, KILL, then wait until the process is gone (reaped).
+#: Far side: TERM to the command's process group (docker exec and sshd start it as a group
+#: leader) and to the command, ~2 s grace, KILL, wait until the command is reaped, then KILL
+#: whatever of its group is left. Only the command is waited for: orphans of a container
+#: whose PID 1 never reaps stay zombies whatever we do.
 KILL_SCRIPT = (
-    'p=$1; kill -TERM "$p" 2>/dev/null || exit 0; i=0; '
+    'p=$1; kill -s TERM -- -"$p" "$p" 2>/dev/null; i=0; '
     'while kill -0 "$p" 2>/dev/null; do i=$((i+1)); '
-    '[ "$i" -eq 200 ] && kill -KILL "$p" 2>/dev/null; [ "$i" -gt 1000 ] && exit 1; '
-    "sleep 0.01 2>/dev/null || sleep 1; done"
+    '[ "$i" -eq 200 ] && kill -s KILL -- -"$p" "$p" 2>/dev/null; [ "$i" -gt 1000 ] && exit 1; '
+    "sleep 0.01 2>/dev/null || sleep 1; done; "
+    'kill -s KILL -- -"$p" 2>/dev/null; exit 0'
 )
 
 RemoteKill = Callable[[], Awaitable[None]]
@@ -373,8 +377,9 @@ class WrappedExecTransport:
             missing=self.missing,
             group=True,
         )
+        before: list[bytes] = []  # stdout before the marker: a banner, or the client's error
         try:
-            pid = await asyncio.wait_for(self._read_pid(channel), START_TIMEOUT_SECONDS)
+            pid = await asyncio.wait_for(self._read_pid(channel, before), START_TIMEOUT_SECONDS)
         except TimeoutError:
             await channel.kill()
             raise TransportError(
@@ -385,17 +390,19 @@ class WrappedExecTransport:
             raise
         if pid is None:
             code = await channel.wait()
-            if self.shell_missing(startup.text(), code):
+            # Some docker versions print the OCI runtime's error on stdout.
+            text = startup.text() + "\n" + b"".join(before).decode("utf-8", "replace")
+            if self.shell_missing(text, code):
                 self._shell = False
                 return None
-            raise self._not_started(argv, startup.text(), code)
+            raise self._not_started(argv, text, code)
         self._shell = True
         channel.set_remote_kill(lambda: self.kill_remote(pid))
         startup.release()
         return channel
 
     @staticmethod
-    async def _read_pid(channel: ProcessChannel) -> int | None:
+    async def _read_pid(channel: ProcessChannel, before: list[bytes]) -> int | None:
         for _ in range(STARTUP_LINES_KEPT):  # tolerate a short banner before the marker
             line = await channel.read_line()
             if not line:
@@ -403,6 +410,7 @@ class WrappedExecTransport:
             found = split_pid(line)
             if found is not None:
                 return found[0]
+            before.append(line)
         return None
 
     async def run(
@@ -427,7 +435,7 @@ class WrappedExecTransport:
             if found is not None:
                 self._shell = True
                 return RunResult(result.exit_code, found[1], result.stderr)
-            text = result.stderr.decode("utf-8", "replace")
+            text = (result.stderr + b"\n" + result.stdout).decode("utf-8", "replace")
             if not self.shell_missing(text, result.exit_code):
                 raise self._not_started(argv, text, result.exit_code)
             self._shell = False
