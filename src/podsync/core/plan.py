@@ -1,0 +1,445 @@
+"""What the sync engine is asked to do: actions, a :class:`Plan`, and the last agreed state.
+
+Owns: the action value types both planners (``core.initial``, ``core.reconcile``) return,
+the order a plan is executed in, the :data:`Ancestor` (last agreed state per path) and how a
+successfully executed plan advances it, and :class:`PathIndex` (subtree queries over
+snapshots). May import: the standard library, ``core.paths`` and ``core.entry``; no I/O.
+
+Execution contract for the engine: run the actions in plan order; consecutive actions of
+the same type may be batched. ``Plan.of`` orders them in stages: conflict copies first (they
+read what is about to be overwritten), then deletions (children before parents; a deletion
+below a deleted directory is dropped as redundant), then uploads/downloads (parents before
+children), then the records (:class:`Conflict`, :class:`Keep`, :class:`Agree`), which do no
+I/O and only update the ancestor. A path whose kind changes to or from a directory is written
+as a deletion followed by a creation with ``expect=None``, so no endpoint has to replace a
+directory in place.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Mapping, Optional, Protocol, Set, Tuple, Type, Union
+
+from podsync.core.entry import DIR, LINK, Entry, Expect
+from podsync.core.paths import ROOT, RelPath, ancestors, depth_key, parent
+
+
+class ExcludeRules(Protocol):
+    """The questions planners ask of ``podsync.core.excludes.Rules`` (git semantics,
+    excluded parents included)."""
+
+    def excluded(self, path: RelPath, is_dir: bool) -> bool: ...
+
+    def blocks_upload(self, path: RelPath, is_dir: bool) -> bool: ...
+
+    def blocks_download(self, path: RelPath, is_dir: bool) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Upload:
+    """Create or replace the container's ``path`` with the local ``entry`` (file, dir, link).
+    ``expect`` is what we believe the container has there now."""
+
+    path: RelPath
+    entry: Entry
+    expect: Expect
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Download:
+    """Create or replace the local ``path`` with the container's ``entry``; what it replaces
+    goes to the local trash."""
+
+    path: RelPath
+    entry: Entry
+    expect: Expect
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class DeleteRemote:
+    """Remove the container's ``path`` (a directory with everything below it)."""
+
+    path: RelPath
+    expect: Expect
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class DeleteLocal:
+    """Remove the local ``path`` (moved to the local trash)."""
+
+    path: RelPath
+    expect: Expect
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class SaveConflictCopy:
+    """Before the container's ``path`` (``entry``, a file or link) is overwritten or deleted,
+    download it into the local conflicts folder (``.devspace/conflicts/``)."""
+
+    path: RelPath
+    entry: Entry
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Both sides hold different versions of ``path``; reported in the log and status.
+
+    ``resolved=False``: nothing is transferred, both versions are left as they are and the
+    pair is recorded in the ancestor with ``conflict=True``. ``resolved=True``: the plan also
+    holds the transfers that settle it (the local version wins in the container, the
+    container's version is saved first); this action is then a report only.
+    """
+
+    path: RelPath
+    local: Optional[Entry]
+    remote: Optional[Entry]
+    reason: str
+    resolved: bool = False
+
+
+@dataclass(frozen=True)
+class Agree:
+    """Both sides already hold the same thing at ``path`` (both ``None``: absent on both
+    sides): record it as agreed (drop it from the ancestor when absent)."""
+
+    path: RelPath
+    local: Optional[Entry]
+    remote: Optional[Entry]
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Keep:
+    """Both sides are left as they are on purpose (an exclude list or the initial-sync
+    policy keeps them apart); recorded in the ancestor so the watch phase does not mistake
+    them for new changes. Not a conflict: nothing is reported as a problem."""
+
+    path: RelPath
+    local: Optional[Entry]
+    remote: Optional[Entry]
+    reason: str = ""
+
+
+Action = Union[Upload, Download, DeleteRemote, DeleteLocal, SaveConflictCopy, Conflict, Agree, Keep]
+Delete = Union[DeleteRemote, DeleteLocal]
+Write = Union[Upload, Download]
+Record = Union[Conflict, Agree, Keep]
+
+
+@dataclass(frozen=True)
+class AncestorEntry:
+    """What each side had at one path when the pair was last settled.
+
+    Each side keeps its *own* entry, so mtime precision differences between the sides never
+    read as changes: a side changed when its entry differs from its own recorded one.
+    ``None`` means that side had nothing there (only for :class:`Keep` and unresolved
+    :class:`Conflict` records). ``conflict=True`` marks a pair left different on purpose
+    (initial sync: the container's copy was newer); the next local edit of it saves the
+    container's version as a conflict copy before overwriting it.
+    """
+
+    local: Optional[Entry]
+    remote: Optional[Entry]
+    conflict: bool = False
+
+
+#: The last agreed state of a sync pair.
+Ancestor = Dict[RelPath, AncestorEntry]
+
+
+def advance_ancestor(
+    ancestor: Mapping[RelPath, AncestorEntry], actions: Iterable[Action]
+) -> Ancestor:
+    """The ancestor after ``actions`` all succeeded, assuming each written entry reads back
+    as sent. The engine overlays the entries its endpoints report (``WriteResult.written``)
+    and leaves out the paths of actions that failed."""
+    out: Ancestor = dict(ancestor)
+    acts = list(actions)
+    gone: Set[RelPath] = set()
+    for act in acts:
+        absent = isinstance(act, (Agree, Keep)) and act.local is None and act.remote is None
+        if absent or isinstance(act, (DeleteRemote, DeleteLocal)):
+            gone.add(act.path)
+    if gone:
+        for key in list(out):
+            if key in gone or any(a in gone for a in ancestors(key)):
+                del out[key]
+    for act in acts:
+        if isinstance(act, (Upload, Download)):
+            out[act.path] = AncestorEntry(act.entry, act.entry)
+        elif isinstance(act, (Agree, Keep)) and (act.local is not None or act.remote is not None):
+            out[act.path] = AncestorEntry(act.local, act.remote)
+        elif isinstance(act, Conflict) and not act.resolved:
+            out[act.path] = AncestorEntry(act.local, act.remote, conflict=True)
+    return out
+
+
+def _stage(act: Action) -> int:
+    if isinstance(act, SaveConflictCopy):
+        return 0
+    if isinstance(act, (DeleteRemote, DeleteLocal)):
+        return 1
+    if isinstance(act, (Upload, Download)):
+        return 2
+    return 3
+
+
+def _order_key(act: Action) -> Tuple[int, Tuple[int, str], int]:
+    stage = _stage(act)
+    depth, path = depth_key(act.path)
+    if stage == 1:
+        return (stage, (-depth, path), 0)  # children before parents
+    return (stage, (depth, path), 0)
+
+
+def _redundant(act: Action, deleted: Mapping[Type[object], Set[RelPath]]) -> bool:
+    """A deletion below a directory deleted on the same side."""
+    if not isinstance(act, (DeleteRemote, DeleteLocal)):
+        return False
+    roots = deleted.get(type(act), set())
+    return any(a in roots for a in ancestors(act.path))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Actions in execution order (see the module docstring)."""
+
+    actions: Tuple[Action, ...] = ()
+
+    @classmethod
+    def of(cls, actions: Iterable[Action]) -> "Plan":
+        """Order ``actions`` for execution and drop deletions made redundant by a deletion
+        of a directory above them on the same side."""
+        acts = list(actions)
+        deleted: Dict[Type[object], Set[RelPath]] = {DeleteRemote: set(), DeleteLocal: set()}
+        for act in acts:
+            if isinstance(act, (DeleteRemote, DeleteLocal)):
+                deleted[type(act)].add(act.path)
+        kept = [a for a in acts if not _redundant(a, deleted)]
+        return cls(tuple(sorted(kept, key=_order_key)))
+
+    @property
+    def uploads(self) -> Tuple[Upload, ...]:
+        return tuple(a for a in self.actions if isinstance(a, Upload))
+
+    @property
+    def downloads(self) -> Tuple[Download, ...]:
+        return tuple(a for a in self.actions if isinstance(a, Download))
+
+    @property
+    def deletes_remote(self) -> Tuple[DeleteRemote, ...]:
+        return tuple(a for a in self.actions if isinstance(a, DeleteRemote))
+
+    @property
+    def deletes_local(self) -> Tuple[DeleteLocal, ...]:
+        return tuple(a for a in self.actions if isinstance(a, DeleteLocal))
+
+    @property
+    def conflict_copies(self) -> Tuple[SaveConflictCopy, ...]:
+        return tuple(a for a in self.actions if isinstance(a, SaveConflictCopy))
+
+    @property
+    def conflicts(self) -> Tuple[Conflict, ...]:
+        return tuple(a for a in self.actions if isinstance(a, Conflict))
+
+    @property
+    def agreed(self) -> Tuple[Agree, ...]:
+        return tuple(a for a in self.actions if isinstance(a, Agree))
+
+    @property
+    def kept(self) -> Tuple[Keep, ...]:
+        return tuple(a for a in self.actions if isinstance(a, Keep))
+
+    def changes(self) -> Tuple[Action, ...]:
+        """The actions that touch a side (transfers, deletions, conflict copies)."""
+        return tuple(a for a in self.actions if _stage(a) < 3)
+
+    def is_empty(self) -> bool:
+        """True when the plan neither changes a side nor reports a conflict (it may still
+        hold :class:`Agree`/:class:`Keep` records for the ancestor)."""
+        return not any(_stage(a) < 3 or isinstance(a, Conflict) for a in self.actions)
+
+    def summary(self) -> str:
+        """One line, e.g. ``upload 3 (12.0 KiB), download 1 (20 B), delete remote 2,
+        conflicts 1``; ``nothing to do`` when :meth:`is_empty`."""
+        parts: List[str] = []
+        up, down = self.uploads, self.downloads
+        if up:
+            parts.append(f"upload {len(up)} ({format_size(_bytes(up))})")
+        if down:
+            parts.append(f"download {len(down)} ({format_size(_bytes(down))})")
+        for label, items in (
+            ("delete remote", self.deletes_remote),
+            ("delete local", self.deletes_local),
+            ("conflict copies", self.conflict_copies),
+            ("conflicts", self.conflicts),
+        ):
+            if items:
+                parts.append(f"{label} {len(items)}")
+        return ", ".join(parts) if parts else "nothing to do"
+
+    def describe(self, verbose: bool = False) -> List[str]:
+        """One line per action for ``--dry-run``, e.g. ``upload        src/app.py (1.2 KiB,
+        local newer)``. :class:`Agree` and :class:`Keep` records are listed only when
+        ``verbose``."""
+        return [
+            describe_action(a)
+            for a in self.actions
+            if verbose or _stage(a) < 3 or isinstance(a, Conflict)
+        ]
+
+
+def _bytes(writes: Iterable[Write]) -> int:
+    return sum(w.entry.size for w in writes if w.entry.kind != DIR and w.entry.kind != LINK)
+
+
+def format_size(n: int) -> str:
+    """``512 B``, ``1.2 KiB``, ``3.0 MiB``, ``1.5 GiB``."""
+    if n < 1024:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024.0
+        if value < 1024.0 or unit == "TiB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+def _what(entry: Optional[Entry]) -> str:
+    if entry is None:
+        return "absent"
+    if entry.kind == DIR:
+        return "dir"
+    if entry.kind == LINK:
+        return f"link -> {entry.target}"
+    return format_size(entry.size)
+
+
+_VERBS = {
+    Upload: "upload",
+    Download: "download",
+    DeleteRemote: "delete remote",
+    DeleteLocal: "delete local",
+    SaveConflictCopy: "save copy",
+    Conflict: "conflict",
+    Agree: "agree",
+    Keep: "keep",
+}
+
+
+def describe_action(act: Action) -> str:
+    """One human line for ``act`` (see :meth:`Plan.describe`)."""
+    verb = _VERBS[type(act)]
+    if isinstance(act, (Upload, Download, SaveConflictCopy)):
+        detail = _what(act.entry)
+    elif isinstance(act, (DeleteRemote, DeleteLocal)):
+        detail = _what(act.expect) if isinstance(act.expect, Entry) else ""
+    else:
+        detail = f"local {_what(act.local)}, container {_what(act.remote)}"
+    inner = ", ".join(x for x in (detail, act.reason) if x)
+    return f"{verb:<13} {act.path} ({inner})" if inner else f"{verb:<13} {act.path}"
+
+
+class PathIndex:
+    """Sorted union of the paths of several maps, for subtree and children queries.
+
+    Built lazily on the first query, so a planner handling one changed file never pays for
+    sorting the whole tree.
+    """
+
+    def __init__(self, *maps: Mapping[RelPath, object]) -> None:
+        self._maps = maps
+        self._sorted: Optional[List[RelPath]] = None
+        self._children: Optional[Dict[RelPath, List[RelPath]]] = None
+
+    def _keys(self) -> List[RelPath]:
+        if self._sorted is None:
+            keys: Set[RelPath] = set()
+            for m in self._maps:
+                keys.update(m)
+            keys.discard(ROOT)
+            self._sorted = sorted(keys)
+        return self._sorted
+
+    def below(self, path: RelPath) -> List[RelPath]:
+        """Proper descendants of ``path``, each after its parent (sorted)."""
+        keys = self._keys()
+        if path == ROOT:
+            return list(keys)
+        # Every string starting with "p/" sorts in ["p/", "p0"): '0' follows '/' in ASCII.
+        lo = bisect_left(keys, path + "/")
+        hi = bisect_left(keys, path + "0", lo)
+        return keys[lo:hi]
+
+    def children(self, path: RelPath) -> List[RelPath]:
+        """Direct children of ``path``; a path whose parent is in no map (an inconsistent
+        snapshot) counts as a child of its nearest listed ancestor, or of the root."""
+        if self._children is None:
+            keys = self._keys()
+            present = set(keys)
+            kids: Dict[RelPath, List[RelPath]] = {}
+            for key in keys:
+                up = parent(key)
+                while up != ROOT and up not in present:
+                    up = parent(up)
+                kids.setdefault(up, []).append(key)
+            self._children = kids
+        return self._children.get(path, [])
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Which directions a path may move in: the exclude rules plus the sync's mode.
+
+    Questions take every entry known at the path (either side, the ancestor) and answer
+    conservatively: a path is excluded or blocked when the rules say so for any of the kinds
+    found there (``logs/`` excludes a directory ``logs`` but not a file ``logs``; when one side
+    has each, the path is left alone).
+    """
+
+    rules: ExcludeRules
+    upload_only: bool = False
+    download_only: bool = False
+
+    def __post_init__(self) -> None:
+        if self.upload_only and self.download_only:
+            raise ValueError("upload_only and download_only cannot both be set")
+
+    @staticmethod
+    def _dirness(entries: Iterable[Optional[Entry]]) -> Set[bool]:
+        kinds = {e.kind == DIR for e in entries if e is not None}
+        return kinds or {False}
+
+    def excluded(self, path: RelPath, *entries: Optional[Entry]) -> bool:
+        return any(self.rules.excluded(path, d) for d in self._dirness(entries))
+
+    def can_upload(self, path: RelPath, *entries: Optional[Entry]) -> bool:
+        """May the container's ``path`` be created, replaced or deleted by sync?"""
+        if self.download_only:
+            return False
+        return not any(
+            self.rules.excluded(path, d) or self.rules.blocks_upload(path, d)
+            for d in self._dirness(entries)
+        )
+
+    def can_download(self, path: RelPath, *entries: Optional[Entry]) -> bool:
+        """May the local ``path`` be created, replaced or deleted by sync?"""
+        if self.upload_only:
+            return False
+        return not any(
+            self.rules.excluded(path, d) or self.rules.blocks_download(path, d)
+            for d in self._dirness(entries)
+        )
+
+
+def same(a: Optional[Entry], b: Optional[Entry], granularity_ns: int = 1) -> bool:
+    """Entries equal in content (both absent counts as equal)."""
+    if a is None:
+        return b is None
+    return a.same_content(b, granularity_ns)

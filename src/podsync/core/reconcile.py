@@ -1,0 +1,363 @@
+"""The watch phase: three-way reconciliation against the last agreed state, as a pure planner.
+
+Owns: :func:`reconcile` and :func:`detect_mass_deletion`. May import: the standard library
+and ``podsync.core``; no I/O.
+
+Each side's current entry is compared with that side's own entry in the ancestor, so only
+real changes count (never a clock-precision difference between the sides). Decisions are
+made top-down, like Mutagen's: where both sides hold a directory the walk descends; at the
+first path where one side holds something else (or nothing), the whole subtree below it is
+decided at once, so a directory deleted on one side while a file inside it was edited on
+the other is settled as a unit:
+
+- nothing changed below: nothing to do.
+- only one side changed: its subtree is copied over the other side (creations, edits,
+  deletions), except paths the exclude lists or the mode block in that direction.
+- both changed to the same thing: agreed.
+- modification beats deletion: one side deleted, the other changed something inside: the
+  surviving version is restored on the deleting side (no data lost).
+- both changed differently: CONFLICT. The local version wins in the container; the
+  container's version of every file it overwrites is first saved locally
+  (:class:`SaveConflictCopy`, into ``.devspace/conflicts/``), and a :class:`Conflict` is
+  reported. When uploads of the path are blocked (``uploadExcludePaths``, download-only
+  mode) both versions are kept and the conflict is recorded instead: sync never overwrites
+  a local edit it has not propagated.
+
+A pair left different by the initial sync (ancestor ``conflict=True``) stays as it is until
+one side changes; a local edit then saves the container's copy before uploading.
+Directories whose deletion would remove protected content (excluded or blocked for that
+direction) are kept and only their other content is removed. Excluded paths are never
+touched.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, List, Mapping, Optional, Set, Tuple
+
+from podsync.core.entry import DIR, FILE, Entry, SnapshotView
+from podsync.core.paths import ROOT, RelPath, ancestors, is_within
+from podsync.core.plan import (
+    Action,
+    Agree,
+    AncestorEntry,
+    Conflict,
+    DeleteLocal,
+    DeleteRemote,
+    Download,
+    ExcludeRules,
+    Keep,
+    PathIndex,
+    Plan,
+    Policy,
+    SaveConflictCopy,
+    Upload,
+    same,
+)
+
+AncestorView = Mapping[RelPath, AncestorEntry]
+
+BOTH_CHANGED = (
+    "changed on both sides; local version uploaded, container version saved in .devspace/conflicts/"
+)
+
+
+def reconcile(
+    ancestor: AncestorView,
+    local: SnapshotView,
+    remote: SnapshotView,
+    paths: Optional[Iterable[RelPath]],
+    rules: ExcludeRules,
+    *,
+    upload_only: bool = False,
+    download_only: bool = False,
+    granularity_ns: int = 1,
+) -> Plan:
+    """Plan the propagation of changes made since ``ancestor`` (see the module docstring).
+
+    ``paths``: the hinted paths (``None`` or a hint of the root ``""``: everything). Each
+    hinted path is decided with its whole subtree, starting at its topmost ancestor that is
+    not an agreed directory on both sides. ``local``/``remote`` must hold at least those
+    subtrees and the ancestors of each hinted path.
+    """
+    rec = _Reconciler(
+        ancestor, local, remote, Policy(rules, upload_only, download_only), granularity_ns
+    )
+    for start in rec.starts(paths):
+        rec.visit(start)
+    return Plan.of(rec.out)
+
+
+class _Reconciler:
+    def __init__(
+        self,
+        ancestor: AncestorView,
+        local: SnapshotView,
+        remote: SnapshotView,
+        policy: Policy,
+        granularity_ns: int,
+    ) -> None:
+        self.a = ancestor
+        self.local = local
+        self.remote = remote
+        self.policy = policy
+        self.g = granularity_ns
+        self.index = PathIndex(ancestor, local, remote)
+        self.out: List[Action] = []
+
+    # -- where to start ---------------------------------------------------------------
+
+    def starts(self, paths: Optional[Iterable[RelPath]]) -> List[RelPath]:
+        hinted = None if paths is None else list(paths)
+        if hinted is None or ROOT in hinted:
+            return list(self.index.children(ROOT))
+        found: Set[RelPath] = set()
+        for p in hinted:
+            found.add(self.start_for(p))
+        chosen: List[RelPath] = []
+        for p in sorted(found, key=lambda x: (x.count("/"), x)):
+            if not any(is_within(p, c) for c in chosen):
+                chosen.append(p)
+        return chosen
+
+    def start_for(self, p: RelPath) -> RelPath:
+        for q in ancestors(p):
+            if not self.settled_dir(q):
+                return q
+        return p
+
+    def settled_dir(self, q: RelPath) -> bool:
+        lo, re, an = self.local.get(q), self.remote.get(q), self.a.get(q)
+        return (
+            _is_dir(lo)
+            and _is_dir(re)
+            and an is not None
+            and _is_dir(an.local)
+            and _is_dir(an.remote)
+            and not an.conflict
+        )
+
+    # -- per-side state -----------------------------------------------------------------
+
+    def was(self, k: RelPath) -> Tuple[Optional[Entry], Optional[Entry], bool]:
+        an = self.a.get(k)
+        return (None, None, False) if an is None else (an.local, an.remote, an.conflict)
+
+    def l_changed(self, k: RelPath) -> bool:
+        return not same(self.local.get(k), self.was(k)[0], self.g)
+
+    def r_changed(self, k: RelPath) -> bool:
+        return not same(self.remote.get(k), self.was(k)[1], self.g)
+
+    def excluded(self, k: RelPath) -> bool:
+        a_l, a_r, _ = self.was(k)
+        return self.policy.excluded(k, self.local.get(k), self.remote.get(k), a_l, a_r)
+
+    def subtree(self, p: RelPath) -> List[RelPath]:
+        """``p`` and its non-excluded descendants on any side, parents first. Only a path
+        that is (or was) a directory somewhere has descendants; skip the index otherwise."""
+        a_l, a_r, _ = self.was(p)
+        if not any(_is_dir(e) for e in (self.local.get(p), self.remote.get(p), a_l, a_r)):
+            return [p]
+        return [p] + [k for k in self.index.below(p) if not self.excluded(k)]
+
+    # -- decisions ----------------------------------------------------------------------
+
+    def visit(self, p: RelPath) -> None:
+        if self.excluded(p):
+            return
+        lo, re = self.local.get(p), self.remote.get(p)
+        if _is_dir(lo) and _is_dir(re):
+            if not self.settled_dir(p):
+                self.out.append(Agree(p, lo, re, "directory on both sides"))
+            for child in self.index.children(p):
+                self.visit(child)
+            return
+        keys = self.subtree(p)
+        lchg = any(self.l_changed(k) for k in keys)
+        rchg = any(self.r_changed(k) for k in keys)
+        if lchg and rchg:
+            self.both_changed(p, lo, re, keys)
+        elif lchg:
+            self.push(keys, "changed locally")
+        elif rchg:
+            self.pull(keys, "changed in container")
+
+    def both_changed(
+        self, p: RelPath, lo: Optional[Entry], re: Optional[Entry], keys: List[RelPath]
+    ) -> None:
+        if lo is None and re is None:
+            self.settle_absent(keys, "deleted on both sides")
+        elif lo is not None and re is not None and self.equal(lo, re):
+            self.out.append(Agree(p, lo, re, "same change on both sides"))
+            self.settle_absent(keys[1:], "gone on both sides")
+        elif lo is None:
+            # Modification beats deletion: restore the container's version locally.
+            if self.policy.can_download(p, re):
+                self.pull(keys, "deleted locally, changed in container: restored")
+            elif self.policy.can_upload(p, re):
+                self.push(keys, "deleted locally, changed in container: upload-only, local wins")
+                self.out.append(
+                    Conflict(p, lo, re, "deleted locally, changed in container", resolved=True)
+                )
+            else:
+                self.keep(p, keys, "deleted locally, changed in container; both kept")
+        elif re is None or self.policy.can_upload(p, lo, re):
+            if re is None:
+                self.push(keys, "changed locally, deleted in container: restored")
+            else:
+                self.push(keys, "changed on both sides: local version wins")
+                self.out.append(Conflict(p, lo, re, BOTH_CHANGED, resolved=True))
+        else:
+            self.keep(p, keys, "changed on both sides; uploads of it are blocked, both kept")
+
+    def equal(self, lo: Entry, re: Entry) -> bool:
+        """Same content: digests decide when both sides supplied one, else size+mtime."""
+        if lo.kind == FILE and re.kind == FILE and lo.digest is not None and re.digest is not None:
+            return lo.size == re.size and lo.executable == re.executable and lo.digest == re.digest
+        return lo.same_content(re, self.g)
+
+    def settle_absent(self, keys: Iterable[RelPath], reason: str) -> None:
+        for k in keys:
+            if k in self.a and self.local.get(k) is None and self.remote.get(k) is None:
+                self.out.append(Agree(k, None, None, reason))
+
+    def keep(self, p: RelPath, keys: List[RelPath], reason: str) -> None:
+        """Leave the subtree as it is, the top reported and recorded as a conflict."""
+        self.out.append(Conflict(p, self.local.get(p), self.remote.get(p), reason))
+        for k in keys[1:]:
+            self.out.append(Keep(k, self.local.get(k), self.remote.get(k), "inside a conflict"))
+
+    def settled_pair(self, k: RelPath, src: Optional[Entry], dst: Optional[Entry]) -> bool:
+        """True (after recording agreement if needed) when nothing has to move at ``k``."""
+        a_l, a_r, conflict = self.was(k)
+        lo, re = self.local.get(k), self.remote.get(k)
+        unchanged = same(lo, a_l, self.g) and same(re, a_r, self.g)
+        if conflict and unchanged:
+            return True  # a recorded conflict stays until one side changes it
+        if not same(src, dst, self.g):
+            return False
+        recorded = k in self.a
+        if not (recorded and unchanged and not conflict) and (recorded or lo or re):
+            self.out.append(Agree(k, lo, re, "same on both sides"))
+        return True
+
+    def push(self, keys: List[RelPath], reason: str) -> None:
+        """Make the container's subtree equal the local one where uploads are allowed."""
+        out: List[Action] = []
+        for k in keys:
+            lo, re = self.local.get(k), self.remote.get(k)
+            if self.settled_pair(k, lo, re):
+                continue
+            if not self.policy.can_upload(k, lo, re):
+                continue
+            _, _, conflict = self.was(k)
+            if re is not None and re.kind != DIR and (conflict or self.r_changed(k)):
+                out.append(SaveConflictCopy(k, re, "container version replaced by the local one"))
+            if lo is None:
+                out.append(DeleteRemote(k, re, _deleted(reason)))
+            elif re is not None and (lo.kind == DIR) != (re.kind == DIR):
+                out.append(DeleteRemote(k, re, "kind changed locally"))
+                out.append(Upload(k, lo, None, reason))
+            else:
+                out.append(Upload(k, lo, re, reason))
+        self.out.extend(self.spare(out, on_remote=True))
+
+    def pull(self, keys: List[RelPath], reason: str) -> None:
+        """Make the local subtree equal the container's where downloads are allowed."""
+        out: List[Action] = []
+        for k in keys:
+            lo, re = self.local.get(k), self.remote.get(k)
+            if self.settled_pair(k, re, lo):
+                continue
+            if not self.policy.can_download(k, lo, re):
+                continue
+            if re is None:
+                out.append(DeleteLocal(k, lo, _deleted(reason)))
+            elif lo is not None and (lo.kind == DIR) != (re.kind == DIR):
+                out.append(DeleteLocal(k, lo, "kind changed in container"))
+                out.append(Download(k, re, None, reason))
+            else:
+                out.append(Download(k, re, lo, reason))
+        self.out.extend(self.spare(out, on_remote=False))
+
+    def spare(self, acts: List[Action], on_remote: bool) -> List[Action]:
+        """Drop the deletion of every directory that still holds something this pass leaves
+        on that side (blocked, excluded or a recorded conflict); a creation that was to
+        replace such a directory becomes a conflict instead."""
+        side = self.remote if on_remote else self.local
+        kind = DeleteRemote if on_remote else DeleteLocal
+        deleted = {a.path for a in acts if isinstance(a, kind)}
+        dirs = [a.path for a in acts if isinstance(a, kind) and _is_dir(_entry(a.expect))]
+        spared: Set[RelPath] = set()
+        for d in sorted(dirs, key=lambda x: -x.count("/")):  # deepest first
+            for k in self.index.below(d):
+                if side.get(k) is None or k in deleted:
+                    continue
+                if not any(up in deleted for up in ancestors(k) if is_within(up, d) and up != d):
+                    spared.add(d)
+                    deleted.discard(d)
+                    break
+        if not spared:
+            return acts
+        result: List[Action] = []
+        for a in acts:
+            if a.path in spared and isinstance(a, (Upload, Download)):
+                lo, re = self.local.get(a.path), self.remote.get(a.path)
+                result.append(
+                    Conflict(a.path, lo, re, "directory holds protected paths; both kept")
+                )
+            elif not (a.path in spared and isinstance(a, kind)):
+                result.append(a)
+        return result
+
+
+def _entry(expect: object) -> Optional[Entry]:
+    return expect if isinstance(expect, Entry) else None
+
+
+def _is_dir(e: Optional[Entry]) -> bool:
+    return e is not None and e.kind == DIR
+
+
+def _deleted(reason: str) -> str:
+    return reason.replace("changed", "deleted", 1) if reason.startswith("changed") else reason
+
+
+def detect_mass_deletion(
+    ancestor: AncestorView, remote: SnapshotView, rules: ExcludeRules
+) -> Optional[str]:
+    """A message when the container side looks emptied or vanished, else None.
+
+    ``remote`` must be a full scan. Halts when the container shows no non-excluded entry
+    while at least one agreed file exists, or when at least :data:`MASS_MIN` agreed files
+    exist and more than half of them are gone at once. The engine stops with the message
+    instead of deleting local files.
+    """
+    policy = Policy(rules)
+    agreed = [
+        k
+        for k, an in ancestor.items()
+        if not an.conflict
+        and an.local is not None
+        and an.remote is not None
+        and an.remote.kind == FILE
+        and not policy.excluded(k, an.local, an.remote)
+    ]
+    if not agreed:
+        return None
+    if not any(not policy.excluded(k, e) for k, e in remote.items()):
+        return (
+            f"the container folder looks empty but {len(agreed)} synced file(s) were there;"
+            " halting instead of deleting the local copies (was the container recreated?)"
+        )
+    gone = sum(1 for k in agreed if remote.get(k) is None)
+    if len(agreed) >= MASS_MIN and gone * 2 > len(agreed):
+        return (
+            f"{gone} of {len(agreed)} synced files vanished from the container at once;"
+            " halting instead of deleting the local copies"
+        )
+    return None
+
+
+#: Fewest agreed files for which a partial mass deletion is suspicious.
+MASS_MIN = 20
