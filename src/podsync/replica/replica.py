@@ -19,10 +19,10 @@ import stat
 from typing import BinaryIO, List, Optional, Sequence, Set, Tuple, Union
 
 from podsync.core.entry import ANY, DIR, FILE, LINK, Entry, Expect, Problem, Snapshot
-from podsync.core.paths import RelPath, ancestors, basename, is_within, symlink_stays_inside
+from podsync.core.paths import RelPath, ancestors, basename, is_within
 from podsync.errors import SafetyHalt
 from podsync.replica import fsops
-from podsync.replica.scan import Prune, Scanner, minimal_roots, name_problem
+from podsync.replica.scan import Prune, Scanner, link_target_ok, minimal_roots, name_problem
 from podsync.replica.trash import Trash
 from podsync.replica.writer import FileWriter, file_mode
 
@@ -271,7 +271,7 @@ class Replica:
         target = entry.target
         if entry.kind != LINK or target is None:
             return Problem(path, "not a symlink")
-        if not symlink_stays_inside(path, target) or name_problem(target):
+        if not link_target_ok(path, target):
             return Problem(path, f"symlink target '{target}' leaves the sync folder; not created")
         refusal = self._refusal(path, False)
         if refusal is not None:

@@ -34,6 +34,21 @@ def name_problem(name: str) -> Optional[str]:
     return None
 
 
+def link_target_ok(link: RelPath, target: str) -> bool:
+    """True when a symlink at ``link`` to ``target`` may be synced: it stays inside the root
+    lexically (``core.paths.symlink_stays_inside``) and has no ``..`` after a name. The
+    second rule matters because ``x/..`` is resolved through ``x``, which may itself be a
+    symlink to a deeper directory, so ``x/../../y`` can leave the root on disk even though
+    it stays inside on paper."""
+    if not symlink_stays_inside(link, target) or name_problem(target):
+        return False
+    parts = [p for p in target.split("/") if p not in ("", ".")]
+    ups = 0
+    while ups < len(parts) and parts[ups] == "..":
+        ups += 1
+    return ".." not in parts[ups:]
+
+
 class Scanner:
     """One scan run: fills ``out`` and reports skipped paths through ``warn``."""
 
@@ -86,10 +101,10 @@ class Scanner:
 
     def link(self, dir_fd: int, name: str, path: RelPath) -> None:
         target = os.readlink(name, dir_fd=dir_fd)
-        if not symlink_stays_inside(path, target):
-            self.warn(path, f"skipped: symlink target '{target}' leaves the sync folder")
-        elif name_problem(target):
+        if name_problem(target):
             self.warn(path, f"skipped: symlink target {name_problem(target)}")
+        elif not link_target_ok(path, target):
+            self.warn(path, f"skipped: symlink target '{target}' leaves the sync folder")
         else:
             self.out[path] = Entry(LINK, target=target)
 
