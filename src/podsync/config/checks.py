@@ -30,6 +30,16 @@ except ImportError:  # pragma: no cover - only until core/excludes.py lands
         return None
 
 
+__all__ = [
+    "Problem",
+    "check_container_path",
+    "check_entry",
+    "check_local",
+    "check_pattern",
+    "image_repository",
+    "validate_pattern",
+]
+
 Want = Literal["key", "value"]
 Problem = tuple[tuple[str | int, ...], Want, str]
 
