@@ -201,14 +201,14 @@ class _Reconciler:
                 )
             else:
                 self.keep(p, keys, "deleted locally, changed in container; both kept")
-        elif re is None or self.policy.can_upload(p, lo, re):
-            if re is None:
-                self.push(keys, "changed locally, deleted in container: restored")
-            else:
-                self.push(keys, "changed on both sides: local version wins")
-                self.out.append(Conflict(p, lo, re, BOTH_CHANGED, resolved=True))
-        else:
+        elif not self.policy.can_upload(p, lo, re):
+            # Overwriting or deleting the local edit would lose it: keep both, report.
             self.keep(p, keys, "changed on both sides; uploads of it are blocked, both kept")
+        elif re is None:
+            self.push(keys, "changed locally, deleted in container: restored")
+        else:
+            self.push(keys, "changed on both sides: local version wins")
+            self.out.append(Conflict(p, lo, re, BOTH_CHANGED, resolved=True))
 
     def equal(self, lo: Entry, re: Entry) -> bool:
         """Same content: digests decide when both sides supplied one, else size+mtime."""
