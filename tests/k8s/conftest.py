@@ -45,8 +45,9 @@ def k8s_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[K8sApi]:
 
 @pytest.fixture
 def k8s(k8s_api: K8sApi) -> Iterator[K8sApi]:
+    mark = len(k8s_api.created)  # pods of wider-scoped fixtures stay
     try:
         yield k8s_api
     finally:
-        k8s_api.cleanup_created()
+        k8s_api.cleanup_created(mark)
         k8s_api.emulator.switches.reset()

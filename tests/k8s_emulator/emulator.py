@@ -78,6 +78,10 @@ class Emulator:
 
     def stop(self) -> None:
         async def _stop() -> None:
+            # Let in-flight ``docker run``/``rm`` finish: a cancelled one would leave an
+            # orphan container behind the final cleanup.
+            if self.kubelet.tasks:
+                await asyncio.wait(list(self.kubelet.tasks), timeout=20)
             for task in list(self.kubelet.tasks):
                 task.cancel()
             if self._runner is not None:

@@ -107,11 +107,12 @@ class K8sApi:
                 f"pod {namespace}/{name} gone",
             )
 
-    def cleanup_created(self) -> None:
-        for ns, name in self.created:
+    def cleanup_created(self, since: int = 0) -> None:
+        """Delete the pods created after the first ``since`` ones (those are kept)."""
+        for ns, name in self.created[since:]:
             if self.emulator.store.get(ns, name) is not None:
                 self.delete_pod(name, ns)
-        self.created.clear()
+        del self.created[since:]
 
 
 def start_k8s_api(tmp_dir: Path, image_map: Mapping[str, str] | None = None) -> K8sApi:
