@@ -39,7 +39,9 @@ def list_sync(cfg: ProjectConfig, console: Console) -> None:
     if not cfg.sync:
         console.print(
             f"No sync paths are configured in {cfg.display}; add one with "
-            "`podsync add sync --local=PATH --container=PATH`."
+            "`podsync add sync --local=PATH --container=PATH`.",
+            soft_wrap=True,
+            markup=False,
         )
         return
     table = Table(title=f"dev.sync in {cfg.display}")
@@ -98,6 +100,7 @@ def show_status(status: StatusFile | None, folder: Path, console: Console) -> No
             f"No sync is running in {folder} (start one with `podsync dev` or `podsync sync`).",
             markup=False,
             highlight=False,
+            soft_wrap=True,
         )
         return
     table = Table(title=f"podsync (pid {status.pid}, updated {status.updated})")
