@@ -1,0 +1,137 @@
+"""Shell scripts that change the container's tree: guarded moves out of staging, deletions.
+
+Owns: the script text of write and delete batches and the parsing of their per-item
+answers. May import: the standard library, ``podsync.core``, ``podsync.errors``,
+``engine.shell.scripts``. Pure: builds strings, runs nothing.
+
+Each item is one guarded step: check that no parent is a symlink or a non-directory (so
+nothing is ever written outside the root), check the expectation with ``stat``/``readlink``,
+then act (``mv -f`` from the staging directory, which is a rename inside one file system, or
+``rm -rf``) and print ``K <index>`` or ``E <index> <reason>``. The check and the act are two
+commands, so a change landing in the microseconds between them is not detected; the Python
+agent has the same window between its ``lstat`` and ``rename``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from podsync.core.entry import ANY, DIR, FILE, LINK, Entry, Expect
+from podsync.core.paths import RelPath, ancestors
+from podsync.engine.shell.scripts import dot, q
+from podsync.errors import ProtocolError
+
+#: Shell helpers every change script starts with. Positional parameters inside functions are
+#: local in POSIX sh, so ``set --`` there does not disturb the caller.
+#:   st P        -> T (f d l o n), SZ, MT, X (owner exec bit 0/1), P (permission bits)
+#:   chk P E...  -> 0 when P matches the expectation: a | n | f SIZE MTIME X | d | l TARGET
+#:   par D...    -> 0 when each D is a real directory or absent (never a symlink)
+#:   clr P       -> removes P when it is a symlink or a directory (mv would go into them)
+#:   perm D S X  -> gives staged S the permission bits of the file D it replaces
+PRELUDE = r"""
+st() { T=n; set -- $(stat -c '%f %s %Y' -- "$1" 2>/dev/null); [ $# -eq 3 ] || return 0
+  m=$((0x$1)); SZ=$2; MT=$3; X=$(( (m & 64) != 0 )); P=$((m & 511))
+  case $((m & 61440)) in 32768) T=f;; 16384) T=d;; 40960) T=l;; *) T=o;; esac; }
+chk() { case $2 in a) return 0;; esac
+  if [ ! -e "$1" ] && [ ! -L "$1" ]; then [ "$2" = n ]; return; fi
+  [ "$2" = n ] && return 1
+  st "$1"; [ "$T" = "$2" ] || return 1
+  case $2 in
+    f) [ "$SZ" = "$3" ] && [ "$MT" = "$4" ] && [ "$X" = "$5" ];;
+    l) t=$(readlink -- "$1" && echo .) && [ "${t%.}" = "$3" ];;
+  esac; }
+par() { for d do [ -L "$d" ] && return 1; [ -e "$d" ] && [ ! -d "$d" ] && return 1
+  done; return 0; }
+clr() { if [ -L "$1" ]; then rm -f -- "$1"; elif [ -d "$1" ]; then rm -rf -- "$1"; fi; }
+perm() { [ -f "$1" ] && [ ! -L "$1" ] || return 0; st "$1"; b=$P
+  if [ "$3" = 1 ]; then b=$((b | ((b & 292) >> 2))); else b=$((b & ~73)); fi
+  chmod "$(printf %o "$b")" "$2"; }
+"""
+
+
+def expect_words(expect: Expect) -> str:
+    """The expectation as ``chk`` arguments (mtimes compared in whole seconds)."""
+    if expect is ANY:
+        return "a"
+    if expect is None:
+        return "n"
+    assert isinstance(expect, Entry)
+    if expect.kind == FILE:
+        return f"f {expect.size} {expect.mtime_ns // 10**9} {1 if expect.executable else 0}"
+    if expect.kind == LINK:
+        return "l " + q((expect.target or "") + "\n")
+    return "d"
+
+
+def _guard(i: int, path: RelPath, expect: Expect) -> str:
+    """``if`` branches refusing the item when a parent is unsafe or the expectation fails."""
+    parents = " ".join(q(dot(a)) for a in ancestors(path))
+    unsafe = (
+        f"! par {parents}; then echo 'E {i} a parent folder is a symlink or a file'\n"
+        if parents
+        else ""
+    )
+    changed = (
+        f"! chk {q(dot(path))} {expect_words(expect)}; then "
+        f"echo 'E {i} changed in the container since it was scanned; left alone'\n"
+    )
+    return f"if {unsafe}elif {changed}" if unsafe else f"if {changed}"
+
+
+def _mkparent(path: RelPath) -> str:
+    up = ancestors(path)
+    return f"mkdir -p -- {q(dot(up[-1]))} 2>/dev/null; " if up else ""
+
+
+def write_item(i: int, path: RelPath, entry: Entry, expect: Expect, staged: str | None) -> str:
+    """Script for one write. ``staged``: the file's name in ``$S`` (None: not received)."""
+    p = q(dot(path))
+    guard = _guard(i, path, expect)
+    fail = f"|| echo 'E {i} cannot create it in the container'"
+    if entry.kind == DIR:
+        make = f"{_mkparent(path)}clr {p}; rm -f -- {p}; mkdir -- {p}"
+        act = f"{{ [ -d {p} ] && [ ! -L {p} ]; }} || {{ {make}; }}"
+    elif entry.kind == LINK:
+        link = f'"$S/l{i}"'
+        make = f"ln -s -- {q(entry.target or '')} {link}"
+        act = f"{_mkparent(path)}{make} && clr {p} && mv -f -- {link} {p}"
+    elif staged is None:
+        return f"echo 'E {i} changed while being sent; will retry'\n"
+    else:
+        exe = 1 if entry.executable else 0
+        act = f'{_mkparent(path)}perm {p} "$S/{staged}" {exe}; clr {p}; mv -f -- "$S/{staged}" {p}'
+    return f"{guard}else {{ {act}; }} && echo 'K {i}' {fail}\nfi\n"
+
+
+def delete_item(i: int, path: RelPath, expect: Expect) -> str:
+    """Script for one deletion (a path already gone counts as deleted)."""
+    p = q(dot(path))
+    return (
+        f"if [ ! -e {p} ] && [ ! -L {p} ]; then echo 'K {i}'\nel{_guard(i, path, expect)}"
+        f"else rm -rf -- {p} && echo 'K {i}' || echo 'E {i} cannot remove it in the container'\n"
+        "fi\n"
+    )
+
+
+@dataclass(frozen=True)
+class Answers:
+    """Per-item answers of a change script: indexes done, and (index, reason) left alone."""
+
+    done: list[int]
+    failed: list[tuple[int, str]]
+
+
+def parse_answers(text: bytes, count: int) -> Answers:
+    """Parse ``K i`` / ``E i reason`` lines (a change script's output before ``=LIST``)."""
+    done: list[int] = []
+    failed: list[tuple[int, str]] = []
+    for line in text.decode("utf-8", "replace").splitlines():
+        word, _, rest = line.partition(" ")
+        index, _, reason = rest.partition(" ")
+        if word not in ("K", "E") or not index.isdigit() or int(index) >= count:
+            raise ProtocolError(f"the container's shell answered {line[:80]!r}")
+        if word == "K":
+            done.append(int(index))
+        else:
+            failed.append((int(index), reason))
+    return Answers(done, failed)

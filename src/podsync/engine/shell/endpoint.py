@@ -1,0 +1,393 @@
+"""The container side through POSIX ``sh`` + ``tar``, for containers without Python.
+
+Owns: :class:`ShellEndpoint` (the Endpoint protocol over separate exec calls) and
+:func:`probe`. May import: the standard library, ``podsync.core``, ``podsync.errors``,
+``podsync.limits``, ``podsync.transport.base``, ``podsync.engine.endpoint``,
+``podsync.engine.hintbuffer``, ``podsync.engine.throttle`` and ``engine.shell.*``.
+
+One exec per operation: a scan is one ``find``/``stat`` listing (excluded directories pruned
+by ``find`` itself where the pattern translates exactly, the rest filtered here); an upload is
+one tar stream extracted into a staging directory inside the root, then a generated script
+moves each file into place after checking its expectation; a download is one ``tar -c``
+stream parsed incrementally; remote changes come from a metadata-polling loop.
+
+Differences from the Python agent: mtimes have whole-second granularity (busybox ``stat``
+has no sub-second field), remote changes are seen after up to one poll interval (0.5 s)
+instead of inotify's milliseconds, and nothing is compressed (busybox has no zlib stream a
+shell can frame).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from podsync.core.entry import DIR, FILE, LINK, Entry, Problem, Snapshot
+from podsync.core.excludes import Rules
+from podsync.core.paths import RelPath, ancestors, is_within
+from podsync.engine.endpoint import DeleteItem, FileItem, WriteResult
+from podsync.engine.hintbuffer import HintBuffer
+from podsync.engine.shell import changes, scripts
+from podsync.engine.shell.listing import Record, parse_records, record_path, to_snapshot
+from podsync.engine.shell.poller import Poller
+from podsync.engine.shell.reading import ShellSourceFile, digest_script, parse_digests, read_files
+from podsync.engine.shell.tarstream import Receive, Send, TarWriter
+from podsync.engine.throttle import Throttle
+from podsync.errors import AgentError, ProtocolError, SafetyHalt
+from podsync.limits import POLL_INTERVAL_SECONDS, STATE_DIR
+from podsync.transport.base import Transport
+
+#: Upper bound for one listing or change script (a big tree over a slow link).
+EXEC_TIMEOUT = 600.0
+
+_PROBE = r"""
+for t in tar find stat mkdir rm mv cat readlink head xargs ln chmod sleep kill sha256sum; do
+  command -v "$t" >/dev/null 2>&1 || echo "missing $t"; done
+case $(stat -c '%f %s %Y %n//' . 2>/dev/null) in *' .//') echo stat-ok;; esac
+[ "$(find / -maxdepth 0 -exec echo x {} + 2>/dev/null)" = "x /" ] && echo find-ok
+sleep 0.01 2>/dev/null && echo fractional-sleep
+echo probe-done
+"""
+_REQUIRED = (
+    "tar",
+    "find",
+    "stat",
+    "mkdir",
+    "rm",
+    "mv",
+    "cat",
+    "readlink",
+    "head",
+    "xargs",
+    "ln",
+    "chmod",
+    "sleep",
+    "kill",
+)
+
+
+@dataclass(frozen=True)
+class ShellCapabilities:
+    """What the container's shell tools can do."""
+
+    sha256sum: bool
+    fractional_sleep: bool
+
+
+async def probe(transport: Transport) -> ShellCapabilities:
+    """Check the tools the shell agent needs; AgentError (one line) naming what is missing."""
+    result = await transport.run(["sh", "-c", _PROBE], timeout=60)
+    out = result.stdout.decode("utf-8", "replace").split("\n")
+    where = transport.description
+    if "probe-done" not in out:
+        raise AgentError(
+            f"{where}: the container has no usable /bin/sh; podsync needs python3 >= 3.9, or sh"
+            " and tar, in the container: use an image that has them (e.g. one based on busybox,"
+            " alpine or debian)"
+        )
+    missing = [line.split(" ", 1)[1] for line in out if line.startswith("missing ")]
+    absent = [t for t in _REQUIRED if t in missing]
+    if "tar" in absent:
+        raise AgentError(
+            f"{where}: the container has neither python3 >= 3.9 nor tar; install tar in the image"
+            " (apk add tar / apt-get install tar / busybox tar) or python3"
+        )
+    if absent:
+        raise AgentError(
+            f"{where}: the container lacks {', '.join(absent)} (needed without python3 >= 3.9);"
+            " install busybox or coreutils/findutils in the image, or python3"
+        )
+    if "stat-ok" not in out or "find-ok" not in out:
+        raise AgentError(
+            f"{where}: the container's stat/find do not support `stat -c` or `find -exec {{}} +`;"
+            " install busybox or coreutils/findutils in the image, or python3"
+        )
+    return ShellCapabilities("sha256sum" not in missing, "fractional-sleep" in out)
+
+
+class ShellEndpoint:
+    """Endpoint for a container with ``sh`` and ``tar`` but no usable Python."""
+
+    side = "container"
+    #: busybox ``stat -c %Y`` has whole seconds only.
+    mtime_granularity_ns = 10**9
+
+    def __init__(
+        self,
+        transport: Transport,
+        root: str,
+        rules: Rules,
+        *,
+        capabilities: ShellCapabilities | None = None,
+        description: str = "shell agent (no python3 >= 3.9 in the container)",
+        upload_throttle: Throttle | None = None,
+        download_throttle: Throttle | None = None,
+        warn: Callable[[str], None] = lambda message: None,
+        poll_interval: float = POLL_INTERVAL_SECONDS,
+    ) -> None:
+        self.agent_description = description
+        self.transport = transport
+        self.root = root
+        self._prune: Callable[[RelPath, bool], bool] = rules.prune
+        self._prune_tests = scripts.prune_tests(rules.exclude, always=[STATE_DIR])
+        self._caps = capabilities
+        self.upload_throttle = upload_throttle or Throttle(None)
+        self.download_throttle = download_throttle or Throttle(None)
+        self._warn = warn
+        self._interval = poll_interval
+        self._hints = HintBuffer()
+        self._poller: Poller | None = None
+        self._baseline: dict[RelPath, tuple[object, ...]] | None = None
+        self.read_problems: list[Problem] = []
+        self.stderr_tail: list[str] = []
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def start(self, watch: bool = True) -> None:
+        """Probe the tools (unless given) and create the root if it is missing."""
+        if self._caps is None:
+            self._caps = await probe(self.transport)
+        result = await self.transport.run(["mkdir", "-p", "--", self.root], timeout=60)
+        if result.exit_code != 0:
+            raise AgentError(
+                f"{self.transport.description}: cannot create {self.root}: "
+                + result.stderr.decode("utf-8", "replace").strip()[:200]
+            )
+        if watch:
+            await self._start_poller()
+
+    async def close(self) -> None:
+        if self._poller is not None:
+            await self._poller.stop()
+            self._poller = None
+
+    def _stderr(self, line: str) -> None:
+        self.stderr_tail = [*self.stderr_tail[-19:], line]
+
+    async def _run(self, argv: Sequence[str], stdin: bytes = b"") -> bytes:
+        result = await self.transport.run(argv, stdin=stdin, timeout=EXEC_TIMEOUT)
+        out = result.stdout
+        if out.startswith(b"=NOROOT"):
+            raise SafetyHalt(
+                f"the container folder {self.root} is gone ({self.transport.description});"
+                " sync stopped so nothing is deleted locally"
+            )
+        if result.exit_code != 0 and not out:
+            detail = result.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise AgentError(
+                f"{self.transport.description}: a shell command failed (exit"
+                f" {result.exit_code}): {detail[-1] if detail else 'no output'}"
+            )
+        return out
+
+    # -- observe ------------------------------------------------------------------------
+    async def listing(self, under: Sequence[RelPath] = ()) -> list[Record]:
+        """The raw records of one container-side listing (pruned by find, not filtered)."""
+        out = await self._run(scripts.scan_argv(self.root, list(under), self._prune_tests))
+        if not out.startswith(b"=OK\n"):
+            raise ProtocolError(f"the container's shell answered {out[:40]!r} to a listing")
+        return parse_records(out, 4, links=True, final=True)[0]
+
+    async def scan(self, under: Sequence[RelPath] = ()) -> Snapshot:
+        roots = _minimal([p for p in under if not self._pruned_above(p)])
+        if under and not roots:
+            return {}
+        whole = not roots or roots == [RelPath("")]
+        if not whole and scripts.argv_size(roots) > scripts.ARGV_BUDGET:
+            whole = True  # too many subtrees for one command line: list all, keep the asked
+        records = await self.listing([] if whole else roots)
+        snapshot = to_snapshot(records, self._prune, self._warn)
+        if whole and not under:
+            self._baseline = _signatures(records, snapshot)
+        elif whole:
+            snapshot = {p: e for p, e in snapshot.items() if any(is_within(p, r) for r in roots)}
+        return snapshot
+
+    def _pruned_above(self, path: RelPath) -> bool:
+        return any(self._prune(a, True) for a in ancestors(path)) or path.split("/", 1)[
+            0
+        ].startswith(scripts.STAGE_PREFIX)
+
+    async def digests(self, paths: Sequence[RelPath]) -> dict[RelPath, str | None]:
+        if not paths or (self._caps is not None and not self._caps.sha256sum):
+            return {p: None for p in paths}
+        argv, stdin = scripts.piped_script(digest_script(self.root, paths))
+        return parse_digests(await self._run(argv, stdin), paths)
+
+    def read(self, paths: Sequence[RelPath]) -> AsyncIterator[ShellSourceFile]:
+        return read_files(self, paths)
+
+    async def hints(self) -> list[RelPath]:
+        if self._poller is None:
+            await self._start_poller()
+        return await self._hints.take()
+
+    async def _start_poller(self) -> None:
+        if self._poller is not None:
+            return
+        expr = scripts.listing_expression(self._prune_tests, top=True, links=False)
+        self._poller = Poller(
+            self.transport,
+            self.root,
+            expr,
+            self._interval,
+            self._on_listing,
+            self._hints.fail,
+            self._stderr,
+        )
+        await self._poller.start()
+
+    def _on_listing(self, records: list[Record]) -> None:
+        snapshot = to_snapshot(records, self._prune, lambda message: None)
+        now = _signatures(records, snapshot)
+        before, self._baseline = self._baseline, now
+        if before is None:
+            return
+        changed = {p for p in now.keys() | before.keys() if now.get(p) != before.get(p)}
+        if changed:
+            self._hints.add(_minimal(sorted(changed)))
+
+    # -- change -------------------------------------------------------------------------
+    async def write(self, items: AsyncIterator[FileItem]) -> WriteResult:
+        stage = scripts.STAGE_PREFIX + secrets.token_hex(6)
+        channel = await self.transport.spawn(
+            ["sh", "-c", _EXTRACT, "sh", self.root, stage], self._stderr
+        )
+        reader = asyncio.create_task(_read_all(channel.read))
+        done: list[tuple[RelPath, Entry]] = []
+        body: list[str] = []
+        try:
+            writer = TarWriter(self._send_up(channel.write))
+            i = 0
+            async for item in items:
+                staged = None
+                if item.entry.kind == FILE:
+                    staged = f"f{i}"
+                    exact = await writer.add_file(
+                        staged,
+                        item.entry.size,
+                        item.entry.mtime_ns // 10**9,
+                        0o755 if item.entry.executable else 0o644,
+                        item.chunks if item.chunks is not None else _nothing(),
+                    )
+                    if not exact or getattr(item.chunks, "changed", False):
+                        staged = None
+                body.append(changes.write_item(i, item.path, item.entry, item.expect, staged))
+                done.append((item.path, item.entry))
+                i += 1
+            paths = [p for p, _ in done]
+            script = changes.PRELUDE + "".join(body) + "echo =LIST\n" + scripts.listing_lines(paths)
+            await writer.add_bytes("script", script.encode("utf-8", "surrogateescape"))
+            await writer.close()
+            await channel.close_stdin()
+            out = await reader
+            code = await channel.wait()
+        except BaseException:
+            reader.cancel()
+            await channel.kill()
+            raise
+        return self._results(out, code, [p for p, _ in done])
+
+    def _send_up(self, send: Callable[[bytes], Awaitable[None]]) -> Send:
+        async def paced(data: bytes) -> None:
+            await self.upload_throttle.take(len(data))
+            await send(data)
+
+        return paced
+
+    def _results(self, out: bytes, code: int, paths: list[RelPath]) -> WriteResult:
+        if out.startswith(b"=NOROOT"):
+            raise SafetyHalt(f"the container folder {self.root} is gone; sync stopped")
+        at = out.find(b"=LIST\n")
+        if at < 0 or (at > 0 and out[at - 1 : at] != b"\n"):
+            tail = " ".join(self.stderr_tail[-3:]) or f"exit code {code}"
+            problem = f"upload to the container failed: {tail}"
+            return WriteResult({}, [Problem(p, problem) for p in paths])
+        answers = changes.parse_answers(out[:at], len(paths))
+        records = parse_records(out, at + 6, links=True, final=True)[0]
+        entries = _entries_by_path(records)
+        written: dict[RelPath, Entry | None] = {}
+        for i in answers.done:
+            entry = entries.get(paths[i])
+            if entry is not None:
+                written[paths[i]] = entry
+        problems = [Problem(paths[i], why) for i, why in answers.failed]
+        return WriteResult(written, problems)
+
+    async def delete(self, items: Sequence[DeleteItem]) -> WriteResult:
+        if not items:
+            return WriteResult({}, [])
+        body = "".join(changes.delete_item(i, it.path, it.expect) for i, it in enumerate(items))
+        script = (
+            f"cd -- {scripts.q(self.root)} || {{ echo =NOROOT; exit 0; }}\n"
+            + changes.PRELUDE
+            + body
+        )
+        argv, stdin = scripts.piped_script(script)
+        answers = changes.parse_answers(await self._run(argv, stdin), len(items))
+        written: dict[RelPath, Entry | None] = {items[i].path: None for i in answers.done}
+        return WriteResult(written, [Problem(items[i].path, why) for i, why in answers.failed])
+
+
+#: ``sh -c EXTRACT sh ROOT STAGE``: unpack stdin into ROOT/STAGE, run its ``script`` from
+#: ROOT, remove the staging directory whatever happens.
+_EXTRACT = r"""
+cd -- "$1" 2>/dev/null || { echo =NOROOT; exit 0; }
+S=$2
+trap 'rm -rf -- "$S"' EXIT
+trap 'exit 1' INT TERM HUP
+mkdir -- "$S" || exit 4
+tar -x -o -f - -C "$S" || exit 5
+. "./$S/script"
+"""
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""  # pragma: no cover
+
+
+async def _read_all(read: Receive) -> bytes:
+    parts: list[bytes] = []
+    while True:
+        data = await read(1 << 18)
+        if not data:
+            return b"".join(parts)
+        parts.append(data)
+
+
+def _entries_by_path(records: list[Record]) -> dict[RelPath, Entry]:
+    out: dict[RelPath, Entry] = {}
+    for record in records:
+        path, _ = record_path(record)
+        if path is None or path == "":
+            continue
+        kind = record.kind
+        if kind == FILE:
+            out[path] = Entry(FILE, record.size, record.mtime * 10**9, bool(record.mode & 0o100))
+        elif kind == DIR:
+            out[path] = Entry(DIR)
+        elif kind == LINK and record.target is not None:
+            out[path] = Entry(LINK, target=record.target.decode("utf-8", "surrogateescape"))
+    return out
+
+
+def _signatures(records: list[Record], snapshot: Snapshot) -> dict[RelPath, tuple[object, ...]]:
+    out: dict[RelPath, tuple[object, ...]] = {}
+    for record in records:
+        path, _ = record_path(record)
+        if path is not None and path in snapshot:
+            out[path] = record.signature()
+    return out
+
+
+def _minimal(paths: Sequence[RelPath]) -> list[RelPath]:
+    """Drop paths lying below another given path."""
+    chosen: list[RelPath] = []
+    for p in sorted(set(paths), key=lambda q: (q.count("/"), q)):
+        if p == "":
+            return [RelPath("")]
+        if not any(is_within(p, c) for c in chosen):
+            chosen.append(p)
+    return sorted(chosen)

@@ -1,0 +1,169 @@
+"""The shell side of the shell agent: POSIX ``sh`` snippets and ``find`` expressions.
+
+Owns: every command line and script the shell agent runs in the container, the translation
+of gitignore patterns into container-side ``find -prune`` tests, and shell quoting. May
+import: the standard library only. Pure: builds strings, runs nothing.
+
+Everything here must work with busybox's applets as well as GNU coreutils/findutils and with
+``dash`` as well as busybox ``ash``. Facts this relies on (checked on busybox 1.35, GNU
+findutils 4.9, coreutils 9.1, dash 0.5):
+
+- ``stat -c '%f %s %Y %n'`` prints the raw mode in hex, the size (for a symlink: the length of
+  its target), the mtime in whole seconds and the name exactly as given; neither stat
+  escapes names in ``-c`` output.
+- A path printed by ``find .`` never contains ``//`` (every component is non-empty), so the
+  record terminator ``//\\n`` cannot occur inside a name: any file name parses.
+- busybox ``find`` drops the pending batch of an ``-exec ... {} +`` written inside
+  ``\\( \\)``: batched execs are only ever used at the top level of the expression.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+
+#: Listing record: hex mode, size, mtime (s), path, then the terminator ``//``.
+STAT_FORMAT = "%f %s %Y %n//"
+
+#: Staging directories live in the sync root (same file system, so ``mv`` is a rename); scans
+#: prune them and the client drops any name with this prefix at the top level.
+STAGE_PREFIX = ".podsync-stage-"
+
+#: Per symlink: its stat record, then exactly ``size`` bytes of target and a newline
+#: (``echo .`` keeps trailing newlines of a target through the command substitution).
+_LINKS = (
+    'for f do s=$(stat -c "$0" -- "$f") || continue; '
+    't=$(readlink -- "$f" && echo .) || continue; '
+    'printf "%s\\n%s" "$s" "${t%.}"; done'
+)
+
+#: Largest argv payload we put on one container command line (ARG_MAX is 128 KiB per
+#: argument and ~2 MiB in total on Linux); longer lists are split.
+ARGV_BUDGET = 96 * 1024
+
+_GLOB = frozenset("*?")
+_SPECIAL = frozenset("*?[]\\!#")
+
+
+def q(value: str) -> str:
+    """``value`` as one shell word (any characters but NUL)."""
+    return shlex.quote(value)
+
+
+def dot(path: str) -> str:
+    """A root-relative path as find/stat see it after ``cd ROOT`` (never starts with ``-``)."""
+    return "./" + path if path else "."
+
+
+# -- pruning --------------------------------------------------------------------------------
+
+
+def _translate(pattern: str) -> list[str] | None:
+    """One gitignore pattern as an exact ``find`` test on directories, or None when find
+    cannot express it exactly (the client-side filter then does the work alone)."""
+    body = pattern[:-1] if pattern.endswith("/") else pattern
+    if body.startswith("**/"):
+        body = body[3:]
+        if "/" in body:
+            return None
+    if not body or body.endswith(" ") or any(c in _SPECIAL - _GLOB for c in body):
+        return None
+    if "/" not in body:
+        # Basename pattern, any depth. fnmatch without flags matches like git's wildmatch
+        # here: no '/' to cross, and a leading '.' is not special in either.
+        if body in (".", ".."):
+            return None
+        return ["-name", body]
+    anchored = body[1:] if body.startswith("/") else body
+    if not anchored or any(c in _GLOB for c in anchored):
+        return None  # find -path's '*' crosses '/', git's does not
+    parts = anchored.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        return None
+    return ["-path", "./" + anchored]
+
+
+def prune_tests(patterns: Sequence[str], always: Sequence[str] = ()) -> list[str]:
+    """``find`` tests matching the directories that ``patterns`` (excludePaths, in order)
+    certainly exclude, plus the top-level names in ``always``. A pattern followed by any
+    negation is not used: the negation might re-include what it matched, and only the
+    client-side filter can tell."""
+    last_negation = max((i for i, p in enumerate(patterns) if p.startswith("!")), default=-1)
+    tests: list[list[str]] = [["-path", "./" + name] for name in always]
+    for i, pattern in enumerate(patterns):
+        if i < last_negation or pattern.startswith("!"):
+            continue
+        test = _translate(pattern)
+        if test is not None and test not in tests:
+            tests.append(test)
+    out: list[str] = []
+    for test in tests:
+        out += (["-o"] if out else []) + test
+    return out
+
+
+def record_actions(*, links: bool) -> list[str]:
+    """find actions printing one record per path (link targets too when ``links``)."""
+    expr = []
+    if links:
+        expr = ["-type", "l", "-exec", "sh", "-c", _LINKS, STAT_FORMAT, "{}", "+", "-o"]
+    return [*expr, "-exec", "stat", "-c", STAT_FORMAT, "{}", "+"]
+
+
+def listing_expression(prune: Sequence[str], *, top: bool, links: bool) -> list[str]:
+    """The find expression after the start points: prune staging dirs and ``prune`` tests,
+    then one record per path."""
+    stage = ["-path", "./" + STAGE_PREFIX + "*"]
+    pruned = stage + (["-o", "-type", "d", "(", *prune, ")"] if prune else [])
+    expr = (["-mindepth", "1"] if top else []) + ["(", *pruned, ")", "-prune", "-o"]
+    return expr + record_actions(links=links)
+
+
+def cd_root(root: str) -> str:
+    """Script line entering the root, or saying ``=NOROOT`` (the engine halts) and ending."""
+    return f"cd -- {q(root)} 2>/dev/null || {{ echo =NOROOT; exit 0; }}\n"
+
+
+#: ``sh -c SCAN sh ROOT FIND-ARGS...``: "=OK" then records, or "=NOROOT".
+SCAN = 'cd -- "$1" 2>/dev/null || { echo =NOROOT; exit 0; }; shift; echo =OK; find "$@"'
+
+
+def scan_argv(root: str, starts: Sequence[str], prune: Sequence[str]) -> list[str]:
+    """One exec listing the whole tree (``starts`` empty) or the given subtrees."""
+    top = not starts
+    expr = listing_expression(prune, top=top, links=True)
+    return ["sh", "-c", SCAN, "sh", root, *([dot(s) for s in starts] or ["."]), *expr]
+
+
+def argv_size(words: Sequence[str]) -> int:
+    return sum(len(w.encode("utf-8", "surrogateescape")) + 1 for w in words)
+
+
+def chunked(words: Sequence[str], budget: int = ARGV_BUDGET) -> list[list[str]]:
+    """Split ``words`` into runs whose argv size stays within ``budget``."""
+    runs: list[list[str]] = [[]]
+    size = 0
+    for word in words:
+        n = len(word.encode("utf-8", "surrogateescape")) + 1
+        if runs[-1] and size + n > budget:
+            runs.append([])
+            size = 0
+        runs[-1].append(word)
+        size += n
+    return [run for run in runs if run]
+
+
+def piped_script(script: str) -> tuple[list[str], bytes]:
+    """argv and stdin running ``script`` of any length: ``head -c`` reads exactly its bytes,
+    so nothing waits for an end of input some exec protocols cannot send."""
+    data = script.encode("utf-8", "surrogateescape")
+    return ["sh", "-c", f"head -c {len(data)} | sh"], data
+
+
+def listing_lines(paths: Sequence[str]) -> str:
+    """Script lines printing the record of each path itself (no descent), links included."""
+    lines = []
+    expr = " ".join(q(w) for w in record_actions(links=True))
+    for run in chunked([q(dot(p)) for p in paths]):
+        lines.append(f"find {' '.join(run)} -prune {expr} 2>/dev/null")
+    return "\n".join(lines) + "\n"
