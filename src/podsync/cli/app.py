@@ -59,7 +59,7 @@ class Agent(StrEnum):
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", help="devspace.yaml to use (default: ./devspace.yaml)."),
+    typer.Option("--config", metavar="FILE", help="devspace.yaml to use (default: ./)."),
 ]
 
 
@@ -90,54 +90,89 @@ def _run(specs: list[SyncSpec], options: RunOptions) -> None:
 
 @app.command("sync")
 def sync_command(
-    local_path: Annotated[str, typer.Option(help="Local folder to sync.")] = ".",
+    local_path: Annotated[
+        str, typer.Option("--local-path", metavar="DIR", help="Local folder to sync.")
+    ] = ".",
     container_path: Annotated[
-        str | None, typer.Option(help="Absolute path in the container (default: WORKDIR).")
+        str | None,
+        typer.Option(
+            "--container-path", metavar="PATH", help="Absolute container path (default: WORKDIR)."
+        ),
     ] = None,
-    pod: Annotated[str | None, typer.Option(help="Kubernetes pod name.")] = None,
+    pod: Annotated[
+        str | None, typer.Option("--pod", metavar="NAME", help="Kubernetes pod.")
+    ] = None,
     label_selector: Annotated[
-        str | None, typer.Option("--label-selector", "-l", help="Pods by labels: k=v[,k=v].")
+        str | None,
+        typer.Option("--label-selector", "-l", metavar="K=V[,K=V]", help="Pods by labels."),
     ] = None,
     image_name: Annotated[
-        str | None, typer.Option(help="Container by image name from devspace.yaml images.")
+        str | None,
+        typer.Option("--image-name", metavar="NAME", help="Image name from devspace.yaml images."),
     ] = None,
-    docker: Annotated[str | None, typer.Option(help="Docker container name or id.")] = None,
-    ssh: Annotated[str | None, typer.Option(help="[user@]host reached with ssh.")] = None,
+    docker: Annotated[
+        str | None, typer.Option("--docker", metavar="CONTAINER", help="Docker container.")
+    ] = None,
+    ssh: Annotated[
+        str | None, typer.Option("--ssh", metavar="[USER@]HOST", help="Host reached with ssh.")
+    ] = None,
     local_target: Annotated[
-        str | None, typer.Option(help="A plain folder on this machine as the far side.")
+        str | None,
+        typer.Option("--local-target", metavar="DIR", help="A folder on this machine as far side."),
     ] = None,
     container: Annotated[
-        str | None, typer.Option("--container", "-c", help="Container inside the pod.")
+        str | None,
+        typer.Option("--container", "-c", metavar="NAME", help="Container inside the pod."),
     ] = None,
     namespace: Annotated[
-        str | None, typer.Option("--namespace", "-n", help="Kubernetes namespace.")
+        str | None, typer.Option("--namespace", "-n", metavar="NS", help="Kubernetes namespace.")
     ] = None,
-    kube_context: Annotated[str | None, typer.Option(help="kubeconfig context.")] = None,
-    pick: Annotated[bool, typer.Option(help="Choose the pod/container interactively.")] = False,
+    kube_context: Annotated[
+        str | None, typer.Option("--kube-context", metavar="NAME", help="kubeconfig context.")
+    ] = None,
+    pick: Annotated[
+        bool, typer.Option("--pick", help="Choose the pod/container interactively.")
+    ] = False,
     exclude: Annotated[
-        list[str] | None, typer.Option("--exclude", "-e", help="Gitignore pattern (repeatable).")
+        list[str] | None,
+        typer.Option("--exclude", "-e", metavar="PATTERN", help="Exclude (gitignore syntax)."),
     ] = None,
     upload_exclude: Annotated[
-        list[str] | None, typer.Option(help="Pattern never uploaded (repeatable).")
+        list[str] | None,
+        typer.Option("--upload-exclude", metavar="PATTERN", help="Never upload these."),
     ] = None,
     download_exclude: Annotated[
-        list[str] | None, typer.Option(help="Pattern never downloaded (repeatable).")
+        list[str] | None,
+        typer.Option("--download-exclude", metavar="PATTERN", help="Never download these."),
     ] = None,
     download_on_initial_sync: Annotated[
-        bool, typer.Option(help="Download files that exist only in the container.")
+        bool,
+        typer.Option(
+            "--download-on-initial-sync/--no-download-on-initial-sync",
+            help="Download files that exist only in the container.",
+        ),
     ] = True,
-    upload_only: Annotated[bool, typer.Option(help="Only upload local changes.")] = False,
-    download_only: Annotated[bool, typer.Option(help="Only download container changes.")] = False,
-    no_watch: Annotated[bool, typer.Option(help="Initial sync, then exit.")] = False,
+    upload_only: Annotated[
+        bool, typer.Option("--upload-only", help="Only upload local changes.")
+    ] = False,
+    download_only: Annotated[
+        bool, typer.Option("--download-only", help="Only download container changes.")
+    ] = False,
+    no_watch: Annotated[bool, typer.Option("--no-watch", help="Initial sync, then exit.")] = False,
     bandwidth_upload: Annotated[
-        int | None, typer.Option(metavar="KB", help="Upload limit in KB/s.")
+        int | None, typer.Option("--bandwidth-upload", metavar="KB", help="Upload limit, KB/s.")
     ] = None,
     bandwidth_download: Annotated[
-        int | None, typer.Option(metavar="KB", help="Download limit in KB/s.")
+        int | None,
+        typer.Option("--bandwidth-download", metavar="KB", help="Download limit, KB/s."),
     ] = None,
-    dry_run: Annotated[bool, typer.Option(help="Print the initial-sync plan and exit.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the initial-sync plan and exit.")
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every file.")] = False,
-    agent: Annotated[Agent, typer.Option(help="Container agent to use.")] = Agent.auto,
+    agent: Annotated[
+        Agent, typer.Option("--agent", help="Agent in the container (auto: python, else shell).")
+    ] = Agent.auto,
     config: ConfigOpt = None,
 ) -> None:
     """Sync a folder with a container now, without a dev.sync entry (as `devspace sync`)."""
@@ -182,7 +217,9 @@ def _optional_config(config: Path | None, needed: bool) -> ProjectConfig | None:
 @app.command("dev")
 def dev_command(
     config: ConfigOpt = None,
-    terminal: Annotated[bool, typer.Option(help="Open a terminal in the container.")] = False,
+    terminal: Annotated[
+        bool, typer.Option("--terminal", help="Open a terminal in the container.")
+    ] = False,
 ) -> None:
     """Run every dev.sync entry of devspace.yaml until Ctrl-C."""
     cfg = load_config(config or DEFAULT_CONFIG)
@@ -198,13 +235,21 @@ def dev_command(
 
 @add_app.command("sync")
 def add_sync_command(
-    local: Annotated[str, typer.Option(help="Local folder, relative to devspace.yaml.")],
-    container: Annotated[str, typer.Option(help="Absolute container path.")],
+    local: Annotated[
+        str, typer.Option("--local", metavar="PATH", help="Local folder (from devspace.yaml).")
+    ],
+    container: Annotated[
+        str, typer.Option("--container", metavar="PATH", help="Absolute container path.")
+    ],
     exclude: Annotated[
-        list[str] | None, typer.Option(help="Pattern to exclude (repeatable or comma list).")
+        list[str] | None,
+        typer.Option("--exclude", metavar="PATTERN", help="Exclude (repeatable, or a,b,c)."),
     ] = None,
     label_selector: Annotated[
-        str | None, typer.Option(help="Pods by labels: k=v[,k=v] (default: the only image).")
+        str | None,
+        typer.Option(
+            "--label-selector", metavar="K=V[,K=V]", help="Pods by labels (default: only image)."
+        ),
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
