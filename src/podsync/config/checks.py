@@ -15,20 +15,7 @@ from typing import Literal
 
 from podsync.config.messages import did_you_mean
 from podsync.config.models import Deployment, ImageConfig, SyncConfig
-
-try:  # another part of the tree owns the gitignore matcher
-    from podsync.core.excludes import (  # type: ignore[import-not-found,unused-ignore]
-        validate_pattern,
-    )
-except ImportError:  # pragma: no cover - only until core/excludes.py lands
-
-    def validate_pattern(pattern: str) -> str | None:
-        if not pattern.strip():
-            return "an empty pattern matches nothing; remove it"
-        if pattern.strip() == "!":
-            return 'a lone "!" negates nothing; remove it or add a path after it'
-        return None
-
+from podsync.core.excludes import validate_pattern
 
 __all__ = [
     "Problem",
