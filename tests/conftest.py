@@ -49,6 +49,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.fixture(scope="session")
+def docker_images() -> tuple[str, ...]:
+    """Ensures the test images exist (builds the missing ones); their names."""
+    _require_docker()
+    return d.IMAGES
+
+
+@pytest.fixture(scope="session")
 def docker_env() -> dict[str, str]:
     """The environment to run ``docker`` with (DOCKER_HOST set when known)."""
     _require_docker()
