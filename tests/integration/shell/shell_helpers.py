@@ -1,0 +1,106 @@
+"""Helpers for the shell-agent tests: running shell in the test container, endpoints, waits.
+
+Owns: nothing shipped. May import: the standard library, ``podsync`` and ``tests.support``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from podsync.core.entry import ANY, FILE, Entry, Expect
+from podsync.core.excludes import Rules
+from podsync.core.paths import RelPath
+from podsync.engine.endpoint import FileItem
+from podsync.engine.shell_endpoint import ShellEndpoint
+from podsync.transport.docker import DockerTransport
+from tests.support import docker as d
+
+T = TypeVar("T")
+
+
+class Box:
+    """One test container: shell commands in it, and endpoints on its /app."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def sh(self, script: str, *args: str, stdin: bytes = b"", check: bool = True) -> bytes:
+        """Run ``script`` with ``sh -c`` in the container; its stdout."""
+        result = d.docker_exec(self.name, ["sh", "-c", script, "sh", *args], stdin=stdin)
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"in-container script failed ({result.returncode}): {script[:200]}\n"
+                + result.stderr.decode(errors="replace")
+            )
+        return result.stdout
+
+    def read(self, path: str) -> bytes:
+        return self.sh('cat -- "$1"', path)
+
+    def exists(self, path: str) -> bool:
+        return self.sh('[ -e "$1" ] || [ -L "$1" ] && echo yes', path, check=False) == b"yes\n"
+
+    def processes(self) -> list[str]:
+        """Command lines of the container's processes except PID 1 and the ps itself."""
+        out = self.sh("ps -o pid,args").decode(errors="replace").splitlines()[1:]
+        rows = [line.strip().split(None, 1) for line in out]
+        return [
+            row[1]
+            for row in rows
+            if len(row) == 2 and row[0] != "1" and not row[1].startswith(("ps ", "sh -c ps"))
+        ]
+
+    def endpoint(
+        self, rules: Rules | None = None, root: str = "/app", **kwargs: object
+    ) -> ShellEndpoint:
+        warnings: list[str] = []
+        ep = ShellEndpoint(
+            DockerTransport(self.name),
+            root,
+            rules or Rules(),
+            warn=warnings.append,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        ep.warnings = warnings  # type: ignore[attr-defined]
+        return ep
+
+
+def run(coro: Awaitable[T]) -> T:
+    """Run one coroutine to completion (tests are plain functions: no pytest-asyncio)."""
+
+    async def main() -> T:
+        return await coro
+
+    return asyncio.run(main())
+
+
+async def chunks(data: bytes, size: int = 1 << 16) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+def file_item(
+    path: str, data: bytes, mtime_s: int = 1_700_000_000, exe: bool = False, expect: Expect = ANY
+) -> FileItem:
+    entry = Entry(FILE, len(data), mtime_s * 10**9 + 123_456_789, exe)
+    return FileItem(RelPath(path), entry, expect, chunks(data))
+
+
+async def items_of(items: Sequence[FileItem]) -> AsyncIterator[FileItem]:
+    for item in items:
+        yield item
+
+
+async def wait_for(
+    predicate: Callable[[], Awaitable[object]], timeout: float, what: str
+) -> float:
+    """Await ``predicate`` until truthy; the seconds it took. AssertionError at the deadline."""
+    started = time.monotonic()
+    while not await predicate():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - started

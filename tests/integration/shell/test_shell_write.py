@@ -1,0 +1,153 @@
+"""Shell agent uploads and deletions against a real busybox container."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+from shell_helpers import Box, chunks, file_item, items_of, run
+
+from podsync.core.entry import ANY, DIR, FILE, LINK, Entry
+from podsync.core.paths import RelPath
+from podsync.engine.endpoint import DeleteItem, FileItem
+
+pytestmark = pytest.mark.docker
+
+
+def staging_dirs(box: Box) -> bytes:
+    return box.sh("ls -a /app | grep podsync-stage || true")
+
+
+def test_write_files_dirs_links_with_mtime_and_exec_bit(box: Box) -> None:
+    ep = box.endpoint()
+    items = [
+        file_item("a/b/new file.txt", b"content", mtime_s=1_650_000_000),
+        file_item("tool.sh", b"#!/bin/sh\necho hi\n", exe=True, expect=None),
+        file_item("uni-é/\nnl", b"x"),
+        FileItem(RelPath("empty/dir"), Entry(DIR), None),
+        FileItem(RelPath("a/link"), Entry(LINK, target="b/new file.txt"), None),
+    ]
+    result = run(ep.write(items_of(items)))
+    assert result.problems == []
+    assert box.read("/app/a/b/new file.txt") == b"content"
+    assert box.sh("stat -c %Y '/app/a/b/new file.txt'") == b"1650000000\n"
+    assert box.sh("stat -c %a /app/tool.sh") == b"755\n"
+    assert box.sh("/app/tool.sh") == b"hi\n"
+    assert box.read("/app/uni-é/\nnl") == b"x"
+    assert box.sh("[ -d /app/empty/dir ] && readlink /app/a/link") == b"b/new file.txt\n"
+    # what write reports is what a scan reports (so echoes of our own writes compare equal)
+    snap = run(ep.scan())
+    for path, entry in result.written.items():
+        assert snap[path] == entry
+        assert entry is not None and entry.same_content(snap[path], ep.mtime_granularity_ns)
+    assert result.written[RelPath("a/b/new file.txt")] == Entry(FILE, 7, 1_650_000_000 * 10**9)
+    assert staging_dirs(box) == b""
+
+
+def test_replacing_keeps_permissions_and_failed_expectation_leaves_old_content(box: Box) -> None:
+    box.sh("cd /app && printf old > f && chmod 640 f && printf keep > g && touch -d @1500000000 g")
+    ep = box.endpoint()
+    snap = run(ep.scan())
+    stale = Entry(FILE, 4, 1_400_000_000 * 10**9)  # not what is there now
+    result = run(
+        ep.write(
+            items_of(
+                [
+                    file_item("f", b"new content", exe=True, expect=snap[RelPath("f")]),
+                    file_item("g", b"overwritten", expect=stale),
+                    file_item("h", b"h", expect=Entry(FILE, 1, 0)),  # expected, but absent
+                ]
+            )
+        )
+    )
+    assert sorted(p.path for p in result.problems) == ["g", "h"]
+    assert "changed in the container" in result.problems[0].message
+    assert box.read("/app/f") == b"new content"
+    assert box.sh("stat -c %a /app/f") == b"750\n"  # read bits kept, exec added where read is
+    assert box.read("/app/g") == b"keep"
+    assert not box.exists("/app/h")
+    assert list(result.written) == ["f"]
+    assert staging_dirs(box) == b""
+
+
+def test_never_writes_through_a_symlinked_parent(box: Box) -> None:
+    box.sh("mkdir -p /outside /app && ln -s /outside /app/escape && ln -s /outside /app/d2")
+    ep = box.endpoint()
+    result = run(
+        ep.write(
+            items_of(
+                [file_item("escape/pwned", b"x"), FileItem(RelPath("d2"), Entry(DIR), ANY)]
+            )
+        )
+    )
+    assert box.sh("ls -A /outside") == b""
+    assert [p.path for p in result.problems] == ["escape/pwned"]
+    # d2 expected ANY: the symlink is replaced by a real directory, /outside untouched
+    assert box.sh("[ -d /app/d2 ] && [ ! -L /app/d2 ] && echo dir") == b"dir\n"
+
+
+def test_a_file_that_changes_while_sent_is_not_put_in_place(box: Box) -> None:
+    box.sh("printf original > /app/f")
+    ep = box.endpoint()
+    announced = Entry(FILE, 100, 1_700_000_000 * 10**9)  # but only 5 bytes arrive
+    item = FileItem(RelPath("f"), announced, ANY, chunks(b"short"))
+    result = run(ep.write(items_of([item])))
+    assert [p.path for p in result.problems] == ["f"]
+    assert box.read("/app/f") == b"original"
+
+
+def test_a_concurrent_reader_never_sees_a_partial_file(box: Box) -> None:
+    size = 4 << 20
+    old, new = os.urandom(size), os.urandom(size)
+    box.sh("cat > /app/big", stdin=old)
+    # Watcher in the container: record every size it sees while the file is replaced.
+    box.sh(
+        "(while [ ! -e /tmp/stop ]; do stat -c %s /app/big >> /tmp/sizes 2>/dev/null"
+        " || echo gone >> /tmp/sizes; done) >/dev/null 2>&1 &"
+    )
+    ep = box.endpoint()
+
+    async def slow() -> AsyncIterator[bytes]:
+        for i in range(0, size, 1 << 18):
+            await asyncio.sleep(0.01)  # let the reader look many times mid-transfer
+            yield new[i : i + (1 << 18)]
+
+    entry = Entry(FILE, size, 1_700_000_000 * 10**9)
+    result = run(ep.write(items_of([FileItem(RelPath("big"), entry, ANY, slow())])))
+    box.sh("touch /tmp/stop")
+    assert result.problems == []
+    samples = box.read("/tmp/sizes").split()
+    assert len(samples) > 20, "the reader did not get to look during the transfer"
+    assert set(samples) == {str(size).encode()}, f"reader saw sizes {set(samples)}"
+    assert box.read("/app/big") == new
+
+
+def test_delete_checks_expectations_and_removes_trees(box: Box) -> None:
+    box.sh("cd /app && mkdir -p d/e && : > d/e/f && printf a > keep && ln -s keep l && : > x")
+    ep = box.endpoint()
+    snap = run(ep.scan())
+    result = run(
+        ep.delete(
+            [
+                DeleteItem(RelPath("d"), snap[RelPath("d")]),
+                DeleteItem(RelPath("keep"), Entry(FILE, 99, 0)),  # changed since: kept
+                DeleteItem(RelPath("l"), snap[RelPath("l")]),
+                DeleteItem(RelPath("x"), None),  # expected absent but present: kept
+                DeleteItem(RelPath("never-there"), ANY),
+            ]
+        )
+    )
+    assert result.written == {"d": None, "l": None, "never-there": None}
+    assert sorted(p.path for p in result.problems) == ["keep", "x"]
+    assert box.sh("ls -A /app") == b"keep\nx\n"
+
+
+def test_write_to_an_existing_directory_replaces_it_only_when_expected(box: Box) -> None:
+    box.sh("mkdir -p /app/thing/sub && : > /app/thing/sub/f")
+    ep = box.endpoint()
+    r1 = run(ep.write(items_of([file_item("thing", b"file now", expect=None)])))
+    assert [p.path for p in r1.problems] == ["thing"]
+    r2 = run(ep.write(items_of([file_item("thing", b"file now", expect=Entry(DIR))])))
+    assert r2.problems == [] and box.read("/app/thing") == b"file now"
