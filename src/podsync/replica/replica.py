@@ -35,7 +35,12 @@ def _no_prune(path: str, is_dir: bool) -> bool:
 
 
 class Replica:
-    """A sync root on this machine. Not thread-safe; use one per thread."""
+    """A sync root on this machine.
+
+    Operations keep no state between calls (each opens the root afresh) except the
+    ``warnings``/``unreadable`` lists, so one Replica may serve a scanning thread and a
+    writing thread at once.
+    """
 
     #: Clock granularity of the mtimes reported and set (Linux keeps nanoseconds).
     mtime_granularity_ns: int = 1
@@ -106,9 +111,10 @@ class Replica:
 
     def entry(self, path: RelPath) -> Optional[Entry]:
         """What is at ``path`` now (lstat; a symlink is reported as a link, never followed)."""
-        if path == "":
-            return fsops.DIR_ENTRY
         root_fd = fsops.open_root(self.root)
+        if path == "":
+            os.close(root_fd)
+            return fsops.DIR_ENTRY
         try:
             fd, name = fsops.walk_parent(root_fd, path, create=False)
         except (FileNotFoundError, fsops.Refused):

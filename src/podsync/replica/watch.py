@@ -145,6 +145,8 @@ class Watcher:
         try:
             self._ino = Inotify()
             self._add_tree(RESCAN)
+            if RESCAN not in self._path_wd:
+                raise OSError("the sync folder itself cannot be watched")
         except OSError:
             # No instance left (EMFILE) or too many directories for the watch limit
             # (ENOSPC): polling is slower but never misses a change.
