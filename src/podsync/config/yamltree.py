@@ -51,7 +51,9 @@ def parse_text(text: str, display: str) -> Any:
 def read_text(path: Path, display: str) -> str:
     """Read the file; a missing or unreadable file is a ConfigError (exit 2)."""
     try:
-        return path.read_text(encoding="utf-8")
+        # newline="": keep CRLF as written, so the editor can write it back unchanged
+        with open(path, encoding="utf-8", newline="") as handle:
+            return handle.read()
     except FileNotFoundError:
         raise ConfigError(
             f"{display}: file not found; run podsync in the folder that holds devspace.yaml "

@@ -103,6 +103,11 @@ CASES = [
         {"app.kubernetes.io/name": "web", "release": "1"},
     ),
     Case(
+        "windows-line-endings",
+        "images:\r\n  backend:\r\n    image: x\r\ndev:\r\n  sync:\r\n  - imageName: backend\r\n",
+        ENTRY_0.replace("\n", "\r\n"),
+    ),
+    Case(
         "no-final-newline",
         "images:\n  backend:\n    image: x\ndev:\n  sync:\n  - imageName: backend",
         "  - imageName: backend\n" + ENTRY_0,
@@ -116,7 +121,7 @@ def test_diff_is_only_the_new_entry(project: Path, case: Case) -> None:
     path = project / "devspace.yaml"
     path.write_text(case.before)
     add_sync(Path("devspace.yaml"), "src", "/app/src", ["node_modules/", "*.log"], case.selector)
-    removed, added = changes(case.before, path.read_text())
+    removed, added = changes(case.before, path.read_bytes().decode())
     assert (removed, added) == (list(case.removed), case.added)
     cfg = load_config(path)
     last = cfg.sync[-1]
