@@ -31,8 +31,7 @@ def _require_docker() -> None:
             pytest.fail(f"Docker is required (PODSYNC_REQUIRE_DOCKER=1) but {reason}", False)
         pytest.skip(f"Docker is not available: {reason}")
     if not _images_ready:
-        if d.missing_images():
-            d.build_images()
+        d.build_images()  # idempotent: rebuilds only missing or stale images
         _images_ready.append(True)
 
 

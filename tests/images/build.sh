@@ -3,7 +3,7 @@
 # (nothing can be pulled from a registry here):
 #   podsync-test-py:latest       busybox applets + Debian's python3 (stdlib, zlib, ctypes, hashlib)
 #   podsync-test-busybox:latest  busybox applets only (sh, tar, find, stat, ps ...), no python
-# Both: WORKDIR /app, CMD a long sleep. Idempotent: an image that exists is kept unless --force.
+# Both: WORKDIR /app, CMD a long sleep. Idempotent: an up-to-date image is kept unless --force.
 # Needs: docker (DOCKER_HOST honoured), busybox-static, python3 + its stdlib (apt: python3-minimal
 # libpython3-stdlib). Usage: tests/images/build.sh [--force]
 set -euo pipefail
@@ -22,9 +22,15 @@ if [[ -z "${DOCKER_HOST:-}" && -S /tmp/podsync-docker/docker.sock ]]; then
     export DOCKER_HOST=unix:///tmp/podsync-docker/docker.sock
 fi
 
+# Images carry the hash of this script: a stale image (older recipe, or a same-named image
+# built by something else) is rebuilt, an up-to-date one is kept.
+RECIPE=$(sha256sum "$0" | cut -c1-16)
 need_build() {
     [[ "$FORCE" == 1 ]] && return 0
-    ! docker image inspect "$1" >/dev/null 2>&1
+    local have
+    have=$(docker image inspect -f '{{index .Config.Labels "podsync.recipe"}}' "$1" 2>/dev/null) \
+        || return 0
+    [[ "$have" != "$RECIPE" ]]
 }
 
 # ldd fails on a static binary, or says "statically linked" (static-pie).
@@ -72,6 +78,7 @@ import_image() {
     local root=$1 image=$2
     tar --numeric-owner -C "$root" -cf - . | docker import \
         --change 'WORKDIR /app' \
+        --change "LABEL podsync.recipe=$RECIPE" \
         --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
         --change 'CMD ["/bin/sleep", "2147483647"]' \
         - "$image" >/dev/null
@@ -129,9 +136,16 @@ build_py() {
     import_image "$root" "$PY_IMAGE"
 }
 
-if need_build "$BUSYBOX_IMAGE"; then build_busybox; else echo "build.sh: $BUSYBOX_IMAGE exists"; fi
-if need_build "$PY_IMAGE"; then build_py; else echo "build.sh: $PY_IMAGE exists"; fi
-
-docker run --rm --network none "$PY_IMAGE" python3 -c \
-    'import zipfile, zlib, hashlib, ctypes, json, selectors, threading; print(1)' >/dev/null \
-    || { echo "build.sh: $PY_IMAGE cannot import the agent's modules" >&2; exit 1; }
+if need_build "$BUSYBOX_IMAGE"; then
+    build_busybox
+else
+    echo "build.sh: $BUSYBOX_IMAGE is up to date"
+fi
+if need_build "$PY_IMAGE"; then
+    build_py
+    docker run --rm --network none "$PY_IMAGE" python3 -c \
+        'import zipfile, zlib, hashlib, ctypes, json, selectors, threading; print(1)' >/dev/null \
+        || { echo "build.sh: $PY_IMAGE cannot import the agent's modules" >&2; exit 1; }
+else
+    echo "build.sh: $PY_IMAGE is up to date"
+fi
