@@ -10,13 +10,14 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
+from tests.support import docker as d
+
 from podsync.core.entry import ANY, FILE, Entry, Expect
 from podsync.core.excludes import Rules
 from podsync.core.paths import RelPath
 from podsync.engine.endpoint import FileItem
 from podsync.engine.shell_endpoint import ShellEndpoint
 from podsync.transport.docker import DockerTransport
-from tests.support import docker as d
 
 T = TypeVar("T")
 
@@ -94,9 +95,7 @@ async def items_of(items: Sequence[FileItem]) -> AsyncIterator[FileItem]:
         yield item
 
 
-async def wait_for(
-    predicate: Callable[[], Awaitable[object]], timeout: float, what: str
-) -> float:
+async def wait_for(predicate: Callable[[], Awaitable[object]], timeout: float, what: str) -> float:
     """Await ``predicate`` until truthy; the seconds it took. AssertionError at the deadline."""
     started = time.monotonic()
     while not await predicate():

@@ -77,9 +77,7 @@ def test_never_writes_through_a_symlinked_parent(box: Box) -> None:
     ep = box.endpoint()
     result = run(
         ep.write(
-            items_of(
-                [file_item("escape/pwned", b"x"), FileItem(RelPath("d2"), Entry(DIR), ANY)]
-            )
+            items_of([file_item("escape/pwned", b"x"), FileItem(RelPath("d2"), Entry(DIR), ANY)])
         )
     )
     assert box.sh("ls -A /outside") == b""

@@ -118,8 +118,11 @@ class ByteReader:
 
     async def read_upto(self, n: int) -> bytes:
         """Between 1 and ``n`` bytes; b"" only at end of stream."""
-        if not self._buf:
-            await self._fill(1)
+        if not self._buf and not self._eof:
+            data = await self._receive(max(n, 1 << 16))
+            if not data:
+                self._eof = True
+            self._buf += data
         data = bytes(self._buf[:n])
         del self._buf[:n]
         return data
