@@ -255,3 +255,15 @@ def test_ssh_connection_failure_is_one_line() -> None:
         arun(lambda: transport.run(["true"]))
     with pytest.raises(TransportError, match=r"^cannot reach 127\.0\.0\.1 over ssh: "):
         arun(lambda: transport.spawn(["cat"], print))
+
+
+def test_writing_to_a_command_that_exited_is_a_transport_error(transport: Transport) -> None:
+    async def go() -> None:
+        channel = await transport.spawn(["sh", "-c", "exit 4"], lambda line: None)
+        assert await channel.wait() == 4
+        with pytest.raises(TransportError, match=r"stopped reading|input is closed"):
+            for _ in range(64):  # the first writes may only fill the pipe's buffer
+                await channel.write(b"x" * 65536)
+        await channel.kill()
+
+    arun(go)
