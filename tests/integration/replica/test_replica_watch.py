@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -172,3 +175,54 @@ def test_inotify_idle_costs_no_cpu(tmp_path: Path) -> None:
         w.close()
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     assert cpu < 0.05, f"idle watcher used {cpu:.3f} s CPU in 2 s"
+
+
+_LIMIT_SCRIPT = r"""
+import os, sys, time
+root = sys.argv[1]
+with open("/proc/sys/user/max_inotify_watches", "w") as f:
+    f.write("4")
+from podsync.replica.watch import Watcher
+
+def hints_until(w, cond):
+    seen = set()
+    deadline = time.monotonic() + 10
+    while not cond(seen):
+        assert time.monotonic() < deadline, sorted(seen)
+        seen.update(w.wait(0.2))
+    return seen
+
+os.makedirs(os.path.join(root, "a"))
+w = Watcher(root)
+w.start()
+assert w.mode == "inotify", w.mode
+for i in range(6):  # more directories than the 4 watches allowed
+    os.makedirs(os.path.join(root, "a", "n%d" % i))
+hints_until(w, lambda h: "" in h)
+assert w.mode == "polling", w.mode
+open(os.path.join(root, "a", "n5", "late.txt"), "w").close()
+hints_until(w, lambda h: "a/n5/late.txt" in h)
+w.close()
+big = Watcher(root)
+big.start()
+assert big.mode == "polling", "a tree larger than the watch limit must poll from the start"
+big.close()
+print("OK")
+"""
+
+
+def test_watch_limit_falls_back_to_polling(tmp_path: Path) -> None:
+    """Runs in a user namespace whose own inotify watch limit we may lower without
+    touching the machine-wide one other processes rely on."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare(1) not installed")
+    probe = subprocess.run(["unshare", "-Ur", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"user namespaces unavailable: {probe.stderr.decode().strip()}")
+    done = subprocess.run(
+        ["unshare", "-Ur", sys.executable, "-c", _LIMIT_SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "OK", done.stderr
