@@ -38,9 +38,9 @@ STARTUP_LINES_KEPT = 50
 PID_MARKER = b"podsync-pid "
 WRAPPER_SCRIPT = 'echo "podsync-pid $$"; exec "$@"'
 #: Far side: TERM to the command's process group (docker exec and sshd start it as a group
-#: leader) and to the command, ~2 s grace, KILL (repeated), wait until the command is reaped, then KILL
-#: whatever of its group is left. Only the command is waited for: orphans of a container
-#: whose PID 1 never reaps stay zombies whatever we do.
+#: leader) and to the command, ~2 s grace, KILL (repeated), wait until the command is reaped,
+#: then KILL whatever of its group is left. Only the command is waited for: orphans of a
+#: container whose PID 1 never reaps stay zombies whatever we do.
 KILL_SCRIPT = (
     'p=$1; kill -s TERM -- -"$p" "$p" 2>/dev/null; i=0; '
     'while kill -0 "$p" 2>/dev/null; do i=$((i+1)); '
