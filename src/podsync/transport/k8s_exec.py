@@ -39,6 +39,9 @@ SUBPROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 V5 = "v5.channel.k8s.io"
 STDIN_CHUNK = 256 * 1024
 STDOUT_QUEUE = 16
+#: Bytes the socket may buffer before ``write`` waits: a few messages in flight keep the pipe
+#: full without letting memory grow.
+WRITE_LIMIT = 1 << 20
 MAX_MESSAGE = 16 << 20
 OPEN_TIMEOUT_SECONDS = 30.0
 REMOTE_KILL_TIMEOUT_SECONDS = 15.0
@@ -116,6 +119,7 @@ async def dial_exec(
             user_agent_header=USER_AGENT,
             open_timeout=OPEN_TIMEOUT_SECONDS,
             max_size=MAX_MESSAGE,
+            write_limit=WRITE_LIMIT,
             ping_interval=30,
             ping_timeout=120,
             close_timeout=5,

@@ -62,16 +62,27 @@ class ApiAccess:
         return headers
 
     def ssl_context(self) -> ssl.SSLContext | None:
-        """TLS settings of the context (None for a plain-HTTP server)."""
+        """TLS settings of the context (None for a plain-HTTP server); built once.
+
+        Like kubectl, a context with a CA trusts only that CA, not the system store."""
         if not self.host.startswith("https://"):
             return None
+        cached = self.__dict__.get("_ssl")
+        if cached is None:
+            cached = self._build_ssl()
+            object.__setattr__(self, "_ssl", cached)  # frozen: a cache, not state
+        return cached
+
+    def _build_ssl(self) -> ssl.SSLContext:
         conf = self.configuration
-        ctx = ssl.create_default_context()
-        if getattr(conf, "ca_cert_data", None):
-            data = conf.ca_cert_data
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        data = getattr(conf, "ca_cert_data", None)
+        if data:
             ctx.load_verify_locations(cadata=data.decode() if isinstance(data, bytes) else data)
         elif conf.ssl_ca_cert:
             ctx.load_verify_locations(cafile=conf.ssl_ca_cert)
+        else:
+            ctx.load_default_certs()
         if conf.cert_file:
             ctx.load_cert_chain(conf.cert_file, conf.key_file or None)
         if not conf.verify_ssl:
