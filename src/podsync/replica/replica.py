@@ -56,7 +56,8 @@ class Replica:
         self.root = os.path.abspath(root)
         self.prune = prune
         self.temp_prefix = temp_prefix
-        #: fsync each file before its rename (durable across power loss; slower).
+        #: fsync each file before its rename and its directory after (durable across power
+        #: loss; slower). Off by default: the rename alone already guarantees no torn file.
         self.fsync = fsync
         self.trash: Optional[Trash] = Trash(trash_dir) if trash_dir else None
         self.trash_rel = self._inside_root(trash_dir) if trash_dir else None
@@ -220,6 +221,8 @@ class Replica:
             elif self.trash is not None:
                 self.trash.preserve(dir_fd, name, path, move=False)
         os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        if self.fsync:
+            os.fsync(dir_fd)  # make the rename itself durable, not just the content
         now = fsops.entry_at(dir_fd, name)
         if now is None:
             return Problem(path, "removed by someone else right after it was written")
