@@ -117,7 +117,7 @@ class Server:
         if frame.header.get("watch"):
             self.watcher = make_watcher(self.root, rules.prune)
             self.watcher.start()
-            watching = type(self.watcher).__name__
+            watching = str(getattr(self.watcher, "mode", "on"))
             threading.Thread(target=self._forward_hints, daemon=True).start()
         self.send(
             {

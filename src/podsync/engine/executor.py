@@ -21,6 +21,7 @@ from typing import Any
 from podsync.core.entry import ANY, FILE, Entry, Problem, Snapshot
 from podsync.core.paths import RelPath, is_within
 from podsync.core.plan import (
+    Action,
     Agree,
     Ancestor,
     AncestorEntry,
@@ -28,6 +29,7 @@ from podsync.core.plan import (
     DeleteLocal,
     DeleteRemote,
     Download,
+    Keep,
     Plan,
     SaveConflictCopy,
     Upload,
@@ -120,18 +122,28 @@ class Executor:
                 await self._delete(actions, out, remote=False)
             elif kind is SaveConflictCopy:
                 await self._save_conflict_copies(actions, out)
-            elif kind is Agree:
+            else:
                 for action in actions:
-                    self.ancestor[action.path] = AncestorEntry(action.local, action.remote, False)
-            elif kind is Conflict:
-                for action in actions:
-                    out.conflicts.append(action)
-                    if action.local is not None and action.remote is not None:
-                        self.ancestor[action.path] = AncestorEntry(
-                            action.local, action.remote, True
-                        )
+                    self._note(action, out)
         out.seconds = time.monotonic() - started
         return out
+
+    def _note(self, action: Action, out: Outcome) -> None:
+        if isinstance(action, (Agree, Keep)):
+            self._record(action.path, action.local, action.remote, False)
+        elif isinstance(action, Conflict):
+            out.conflicts.append(action)
+            if not action.resolved:
+                self._record(action.path, action.local, action.remote, True)
+
+    def _record(
+        self, path: RelPath, local: Entry | None, remote: Entry | None, conflict: bool
+    ) -> None:
+        if local is None and remote is None:
+            for known in [p for p in self.ancestor if is_within(p, path)]:
+                del self.ancestor[known]
+        else:
+            self.ancestor[path] = AncestorEntry(local, remote, conflict)
 
     # -- transfers ----------------------------------------------------------------------
     async def _transfer(

@@ -189,6 +189,8 @@ class Session:
             )
             await self._first_pass(local, remote.endpoint)
             if watch:
+                self.state("watching")
+                self.say("watching for changes (Ctrl-C to stop)")
                 await self._watch(local, remote.endpoint)
         finally:
             with contextlib.suppress(Exception):

@@ -1,0 +1,279 @@
+"""podsync benchmark: initial sync and save->visible latency against floors measured in the
+same run (this machine is shared and noisy: compare ratios, not seconds).
+
+    python bench/run.py [--files 10000] [--mb 120] [--saves 100] [--reps 3]
+
+Floors: initial sync = ``tar -c | docker exec -i C tar -x`` of the same tree into a fresh
+folder; latency = one raw round trip through ``docker exec -i C cat`` (a line written to the
+pipe and read back). Needs a Docker engine and the test image ``podsync-test-py``
+(``bash tests/images/build.sh``). Prints a table and writes bench/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+IMAGE = "podsync-test-py:latest"
+PROBE = r"""
+import os, sys, time
+# Resident helper in the container: "w PATH TOKEN" writes PATH (atomically) and prints the
+# monotonic time; "r PATH TOKEN" waits until PATH contains TOKEN and prints the time.
+for line in sys.stdin:
+    op, path, token = line.split()
+    if op == "w":
+        tmp = path + ".bench-tmp"
+        with open(tmp, "w") as f:
+            f.write(token + "x" * 10230)
+        os.rename(tmp, path)
+        print(time.monotonic(), flush=True)
+    else:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with open(path) as f:
+                    if f.read(len(token)) == token:
+                        break
+            except OSError:
+                pass
+            time.sleep(0.0002)
+        print(time.monotonic(), flush=True)
+"""
+
+
+def docker(*args: str, stdin: bytes | None = None, check: bool = True) -> bytes:
+    out = subprocess.run(["docker", *args], input=stdin, capture_output=True, check=False)
+    if check and out.returncode != 0:
+        raise SystemExit(f"docker {' '.join(args)} failed: {out.stderr.decode().strip()}")
+    return out.stdout
+
+
+def make_tree(root: Path, files: int, megabytes: int, seed: int = 7) -> int:
+    """~90% small source-like files (1-20 KB), the rest binary blobs filling the byte budget."""
+    rng = random.Random(seed)
+    total = 0
+    small = int(files * 0.97)
+    budget = megabytes * 1024 * 1024
+    words = [b"def", b"return", b"import", b"const", b"function", b"value", b"self", b"=", b"\n"]
+    for i in range(small):
+        d = root / f"src/pkg{i % 40}/mod{i % 13}"
+        d.mkdir(parents=True, exist_ok=True)
+        size = rng.randint(1000, 20000)
+        data = b" ".join(rng.choice(words) for _ in range(size // 5))[:size]
+        (d / f"file{i}.py").write_bytes(data)
+        total += len(data)
+    big = files - small
+    each = max((budget - total) // max(big, 1), 1)
+    for i in range(big):
+        d = root / f"assets/{i % 10}"
+        d.mkdir(parents=True, exist_ok=True)
+        data = rng.randbytes(each)
+        (d / f"blob{i}.bin").write_bytes(data)
+        total += len(data)
+    return total
+
+
+def timed(argv: list[str], **kw: object) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(argv, check=True, capture_output=True, **kw)  # type: ignore[call-overload]
+    return time.perf_counter() - t0
+
+
+def floor_tar(container: str, tree: Path, dest: str) -> float:
+    docker("exec", container, "mkdir", "-p", dest)
+    t0 = time.perf_counter()
+    tar = subprocess.Popen(["tar", "-c", "-C", str(tree), "."], stdout=subprocess.PIPE)
+    subprocess.run(
+        ["docker", "exec", "-i", container, "tar", "-x", "-C", dest], stdin=tar.stdout, check=True
+    )
+    tar.wait()
+    return time.perf_counter() - t0
+
+
+def podsync_initial(container: str, tree: Path, dest: str) -> float:
+    return timed(
+        [
+            sys.executable,
+            "-m",
+            "podsync",
+            "sync",
+            "--docker",
+            container,
+            "--local-path",
+            str(tree),
+            "--container-path",
+            dest,
+            "--no-watch",
+        ]
+    )
+
+
+def pipe_round_trip(container: str, n: int) -> list[float]:
+    proc = subprocess.Popen(
+        ["docker", "exec", "-i", container, "cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert proc.stdin and proc.stdout
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        proc.stdin.write(b"ping\n")
+        proc.stdin.flush()
+        proc.stdout.readline()
+        samples.append(time.perf_counter() - t0)
+    proc.stdin.close()
+    proc.wait()
+    return samples
+
+
+def latency(container: str, tree: Path, dest: str, saves: int) -> dict[str, list[float]]:
+    """Save->visible in both directions with podsync watching."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    sync = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "podsync",
+            "sync",
+            "--docker",
+            container,
+            "--local-path",
+            str(tree),
+            "--container-path",
+            dest,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    assert sync.stdout
+    for raw in sync.stdout:
+        if b"watching for changes" in raw:
+            break
+    else:
+        raise SystemExit("podsync did not start watching")
+    probe = subprocess.Popen(
+        ["docker", "exec", "-i", container, "python3", "-c", PROBE],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert probe.stdin and probe.stdout
+    rng = random.Random(3)
+    files = sorted(p.relative_to(tree).as_posix() for p in (tree / "src").rglob("*.py"))
+    push: list[float] = []
+    pull: list[float] = []
+    for i in range(saves + 2):
+        rel = rng.choice(files)
+        token = f"TOKEN{i:06d}push"
+        probe.stdin.write(f"r {dest}/{rel} {token}\n".encode())
+        probe.stdin.flush()
+        t0 = time.monotonic()
+        tmp = tree / (rel + ".bench-tmp")
+        tmp.write_text(token + "x" * 10230)
+        os.replace(tmp, tree / rel)
+        seen = float(probe.stdout.readline())
+        if i >= 2:
+            push.append(seen - t0)
+        rel = rng.choice(files)
+        token = f"TOKEN{i:06d}pull"
+        probe.stdin.write(f"w {dest}/{rel} {token}\n".encode())
+        probe.stdin.flush()
+        written = float(probe.stdout.readline())
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if (tree / rel).read_text()[: len(token)] == token:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.0002)
+        if i >= 2:
+            pull.append(time.monotonic() - written)
+        time.sleep(rng.uniform(0.05, 0.15))  # spacing between saves, as a person types
+    probe.stdin.close()
+    probe.wait()
+    sync.send_signal(2)
+    sync.wait(30)
+    return {"push": push, "pull": pull}
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--files", type=int, default=10000)
+    ap.add_argument("--mb", type=int, default=120)
+    ap.add_argument("--saves", type=int, default=100)
+    ap.add_argument("--reps", type=int, default=3)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="podsync-bench-"))
+    tree = work / "tree"
+    tree.mkdir()
+    nbytes = make_tree(tree, args.files, args.mb)
+    name = f"podsync-bench-{os.getpid()}"
+    docker("run", "-d", "--network", "none", "--name", name, IMAGE, "sleep", "100000")
+    results: dict[str, object] = {"files": args.files, "bytes": nbytes}
+    try:
+        ratios = []
+        rows = []
+        for rep in range(args.reps):
+            floor = floor_tar(name, tree, f"/floor{rep}")
+            ours = podsync_initial(name, tree, f"/sync{rep}")
+            ratios.append(ours / floor)
+            rows.append((floor, ours))
+            docker("exec", name, "rm", "-rf", f"/floor{rep}", f"/sync{rep}")
+        noop_floor = timed(["docker", "exec", name, "true"])
+        podsync_initial(name, tree, "/noop")
+        noop = podsync_initial(name, tree, "/noop")
+        rtt = pipe_round_trip(name, 200)
+        lat = latency(name, tree, "/noop", args.saves)
+        results.update(
+            initial=[{"floor_s": f, "podsync_s": o} for f, o in rows],
+            initial_ratio_median=statistics.median(ratios),
+            noop_resync_s=noop,
+            noop_exec_floor_s=noop_floor,
+            rtt_p50_ms=pct(rtt, 0.5) * 1000,
+            latency_ms={
+                d: {q: pct(s, v) * 1000 for q, v in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))}
+                for d, s in lat.items()
+            },
+        )
+    finally:
+        docker("rm", "-f", name, check=False)
+        shutil.rmtree(work, ignore_errors=True)
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=2))
+    rtt50 = results["rtt_p50_ms"]
+    print(f"tree: {args.files} files, {nbytes / 2**20:.0f} MiB")
+    for f, o in rows:
+        print(
+            f"initial sync: floor (tar | docker exec tar) {f:.2f} s, "
+            f"podsync {o:.2f} s, ratio {o / f:.2f}x"
+        )
+    print(f"initial sync ratio (median): {results['initial_ratio_median']:.2f}x (target <= 1.3x)")
+    print(
+        f"no-op re-sync (whole command): {noop:.2f} s; floor `docker exec true` {noop_floor:.2f} s"
+    )
+    print(f"raw pipe round trip p50: {rtt50:.2f} ms")
+    for d, qs in results["latency_ms"].items():  # type: ignore[union-attr]
+        print(
+            f"save->visible {d}: p50 {qs['p50']:.1f} ms ({qs['p50'] / rtt50:.1f}x rtt), "
+            f"p95 {qs['p95']:.1f} ms, p99 {qs['p99']:.1f} ms"
+        )
+
+
+if __name__ == "__main__":
+    main()
