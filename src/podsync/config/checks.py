@@ -126,6 +126,10 @@ def _check_image(
 
 def check_local(loc: tuple[str | int, ...], sub: str, root: Path) -> Problem | None:
     """localSubPath must name an existing folder inside the project folder ``root``."""
+    if "\x00" in sub:
+        return (loc, "value", "contains a NUL character; remove it")
+    if not _is_utf8(sub):
+        return (loc, "value", "is not valid UTF-8 text (a lone surrogate escape); fix the path")
     real_root = os.path.realpath(root)
     target = os.path.realpath(os.path.join(root, sub))
     if os.path.commonpath([real_root, target]) != real_root:
@@ -146,7 +150,19 @@ def check_local(loc: tuple[str | int, ...], sub: str, root: Path) -> Problem | N
     return None
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_container_path(loc: tuple[str | int, ...], path: str | None) -> Problem | None:
+    if path is not None and "\x00" in path:
+        return (loc, "value", "contains a NUL character; remove it")
+    if path is not None and not _is_utf8(path):
+        return (loc, "value", "is not valid UTF-8 text (a lone surrogate escape); fix the path")
     if path is None or path.startswith("/"):
         return None
     example = "/" + path.lstrip("./") if path.strip("./") else "/app"
@@ -158,7 +174,8 @@ def check_container_path(loc: tuple[str | int, ...], path: str | None) -> Proble
 
 
 def check_pattern(loc: tuple[str | int, ...], pattern: str) -> Problem | None:
-    problem = validate_pattern(pattern)
+    # a lone surrogate (only reachable through a "\ud800" escape) cannot be matched as bytes
+    problem = validate_pattern(pattern) if _is_utf8(pattern) else "is not valid UTF-8 text"
     if problem is None:
         return None
     return (loc, "value", f'invalid exclude pattern "{pattern}": {problem}')

@@ -22,6 +22,7 @@ from podsync.config.yamltree import (
     option_path,
     parse_text,
     position,
+    printable,
     read_text,
     to_plain,
 )
@@ -81,7 +82,7 @@ def _without_empty_sections(data: dict[Any, Any]) -> dict[Any, Any]:
 
 def _error(display: str, tree: Any, loc: Loc, want: str, message: str) -> ConfigError:
     line, col = position(tree, loc, "key" if want == "key" else "value")
-    return ConfigError(f"{display}:{line}:{col}: {option_path(loc)}: {message}")
+    return ConfigError(printable(f"{display}:{line}:{col}: {option_path(loc)}: {message}"))
 
 
 def _first_error(exc: ValidationError, tree: Any, display: str) -> ConfigError:
@@ -98,6 +99,7 @@ def _first_error(exc: ValidationError, tree: Any, display: str) -> ConfigError:
         # a missing option is fixed where its parent is written
         at = loc[:-1] if err["type"] == "missing" else loc
         line, col = position(tree, at, "key" if want == "key" else "value")
-        found.append(((line, col), ConfigError(f"{display}:{line}:{col}: {shown}: {message}")))
+        text = printable(f"{display}:{line}:{col}: {shown}: {message}")
+        found.append(((line, col), ConfigError(text)))
     found.sort(key=lambda item: item[0])
     return found[0][1]

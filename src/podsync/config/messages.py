@@ -68,7 +68,7 @@ def explain(err: dict[str, Any]) -> tuple[str, str]:
     }
     if kind in simple:
         hint = ""
-        if kind == "string_type" and isinstance(value, bool | int | float):
+        if kind == "string_type" and not isinstance(value, list | dict | None):
             hint = f"; {_KEY_HINT}"
         elif kind == "list_type" and isinstance(value, str):
             hint = f'; write it as a list: ["{value}"]'

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from ruamel.yaml.scalarbool import ScalarBoolean
 from ruamel.yaml.scalarfloat import ScalarFloat
 from ruamel.yaml.scalarint import ScalarInt
@@ -41,11 +42,41 @@ def parse_text(text: str, display: str) -> Any:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
         problem = one_line(str(exc.problem or exc.context or "malformed YAML"))
-        raise ConfigError(
-            f"{display}:{line}:{col}: YAML syntax error: {problem}; fix the indentation or quoting"
-        ) from None
+        fix = "fix the indentation or quoting"
+        if problem.startswith("but ") and exc.context:  # "expected X" lives in the context
+            problem = f"{one_line(str(exc.context))} {problem}"
+        if "another document" in problem:
+            fix = "keep a single YAML document (remove the extra ---)"
+        raise ConfigError(f"{display}:{line}:{col}: YAML syntax error: {problem}; {fix}") from None
     except YAMLError as exc:
         raise ConfigError(f"{display}:1:1: YAML syntax error: {one_line(str(exc))}") from None
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        # ruamel parsed the text but could not build a value (e.g. "._" resolves as a float)
+        line, col, value = _unbuildable_scalar(text)
+        raise ConfigError(
+            printable(
+                f"{display}:{line}:{col}: YAML value {value!r} cannot be read ({exc}); "
+                "put it in quotes"
+            )
+        ) from None
+
+
+def _unbuildable_scalar(text: str) -> tuple[int, int, str]:
+    """Position and text of the first scalar the round-trip constructor rejects."""
+    yaml = YAML(typ="rt")
+    stack: list[Any] = [yaml.compose(text)]
+    while stack:
+        node = stack.pop(0)
+        if isinstance(node, ScalarNode):
+            try:
+                yaml.constructor.construct_object(node, deep=True)
+            except (ValueError, TypeError, ArithmeticError):
+                return (node.start_mark.line + 1, node.start_mark.column + 1, str(node.value))
+        elif isinstance(node, MappingNode):
+            stack[:0] = [part for pair in node.value for part in pair]
+        elif isinstance(node, SequenceNode):
+            stack[:0] = list(node.value)
+    return (1, 1, "")
 
 
 def read_text(path: Path, display: str) -> str:
@@ -72,6 +103,15 @@ def read_text(path: Path, display: str) -> str:
 
 def one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x00``) so a message built from
+    user values stays one line whatever they contain."""
+    return "".join(
+        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
 
 
 def option_path(loc: Loc) -> str:
@@ -156,7 +196,7 @@ def describe(value: Any) -> str:
         return f"the number {value}"
     if isinstance(value, str):
         shown = value if len(value) <= 40 else value[:37] + "..."
-        return f'the string "{shown}"'
+        return f'the string "{printable(shown)}"'
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):

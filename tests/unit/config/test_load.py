@@ -3,16 +3,21 @@ exit code 2), and valid files with their resolved defaults and SyncSpecs."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from podsync.cli.app import run_cli
-from podsync.config import ProjectConfig, load_config, to_sync_specs
+from podsync.config import ProjectConfig, load_config, load_text, to_sync_specs
 from podsync.config.checks import validate_pattern
 from podsync.errors import ConfigError
 
@@ -233,6 +238,29 @@ BAD = [
         '(original value: "[]"); fix the indentation or quoting',
     ),
     Bad(
+        "yaml-two-documents",
+        "dev: {}\n---\ndev: {}\n",
+        "devspace.yaml:2:1: YAML syntax error: expected a single document in the stream but "
+        "found another document; keep a single YAML document (remove the extra ---)",
+    ),
+    Bad(
+        "date-is-not-a-string",
+        _sync("  - labelSelector: {app: web}\n    localSubPath: 2024-01-01\n"),
+        "devspace.yaml:4:19: dev.sync[0].localSubPath: expected a string, got a date; "
+        "write it in quotes",
+    ),
+    Bad(
+        "nul-in-containerPath",
+        _sync('  - labelSelector: {app: web}\n    containerPath: "/a\\0b"\n'),
+        "devspace.yaml:4:20: dev.sync[0].containerPath: contains a NUL character; remove it",
+    ),
+    Bad(
+        "yaml-value-ruamel-cannot-build",
+        _sync("  - labelSelector: {app: web}\n    namespace: ._\n"),
+        "devspace.yaml:4:16: YAML value '._' cannot be read (could not convert string to "
+        "float: '.'); put it in quotes",
+    ),
+    Bad(
         "yaml-unclosed-flow",
         "dev:\n  sync: [\n",
         "devspace.yaml:3:1: YAML syntax error: expected the node content, but found "
@@ -282,7 +310,7 @@ def test_config_flag_names_file_as_given(project: Path, capsys: pytest.CaptureFi
     assert capsys.readouterr().err.startswith("conf/my.yaml:4:5: dev.sync[0].x: unknown option")
 
 
-@pytest.mark.parametrize("case", [BAD[0], BAD[12], BAD[-3]], ids=lambda c: c.id)
+@pytest.mark.parametrize("case", [BAD[0], BAD[12], BAD[-1]], ids=lambda c: c.id)
 def test_real_process_prints_no_traceback(case: Bad, project: Path) -> None:
     (project / "devspace.yaml").write_text(case.text)
     done = subprocess.run(
@@ -450,3 +478,54 @@ def test_symlink_leaving_project_is_outside(
     (project / "out").symlink_to(elsewhere)
     with pytest.raises(ConfigError, match=r"^devspace.yaml:4:19: dev.sync\[0\].localSubPath: "):
         _load(project, _sync("  - labelSelector: {app: web}\n    localSubPath: out\n"))
+
+
+YAMLISH = "ab:-_ \n\t{}[],'\"#&*!|>%@`0\x00/.~"
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=YAMLISH, max_size=60))
+def test_any_text_loads_or_fails_with_one_line(text: str) -> None:
+    """Whatever the bytes, the loader answers with a config or one ConfigError line."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            load_text(text, Path(tmp) / "devspace.yaml", "devspace.yaml")
+        except ConfigError as err:
+            assert "\n" not in str(err)
+            assert str(err).startswith("devspace.yaml:")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    key=st.sampled_from(
+        [
+            "imageName",
+            "labelSelector",
+            "localSubPath",
+            "containerPath",
+            "excludePaths",
+            "bandwidthLimits",
+            "waitInitialSync",
+            "namespace",
+        ]
+    ),
+    value=st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.text(max_size=8),
+        st.lists(st.text(max_size=4), max_size=2),
+        st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+    ),
+)
+def test_any_option_value_is_accepted_or_one_line(key: str, value: object) -> None:
+    """Every option with a value of any YAML type: loads, or one line naming that option."""
+    entry: dict[str, object] = {"labelSelector": {"app": "web"}}
+    entry[key] = value
+    text = json.dumps({"images": {"web": {"image": "w"}}, "dev": {"sync": [entry]}})
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            load_text(text, Path(tmp) / "devspace.yaml", "devspace.yaml")
+        except ConfigError as err:
+            assert "\n" not in str(err)
+            assert re.match(r"^devspace\.yaml:1:\d+: dev\.sync\[0\]", str(err)), str(err)
