@@ -45,13 +45,14 @@ class Box:
         return self.sh('[ -e "$1" ] || [ -L "$1" ] && echo yes', path, check=False) == b"yes\n"
 
     def processes(self) -> list[str]:
-        """Command lines of the container's processes except PID 1 and the ps itself."""
-        out = self.sh("ps -o pid,args").decode(errors="replace").splitlines()[1:]
-        rows = [line.strip().split(None, 1) for line in out]
+        """``STATE COMMAND`` of the container's processes (zombies included) except PID 1
+        and the ps itself."""
+        out = self.sh("ps -o pid,stat,args").decode(errors="replace").splitlines()[1:]
+        rows = [line.strip().split(None, 2) for line in out]
         return [
-            row[1]
+            f"{row[1]} {row[2]}"
             for row in rows
-            if len(row) == 2 and row[0] != "1" and not row[1].startswith(("ps ", "sh -c ps"))
+            if len(row) == 3 and row[0] != "1" and "ps -o pid,stat,args" not in row[2]
         ]
 
     def endpoint(

@@ -14,7 +14,9 @@ see ``tests/integration/shell/test_idle_cpu.py`` and the report; ~5-6 % of one c
 
 Stopping: ``stop()`` closes stdin (a ``cat`` watching it ends and the loop exits at its next
 turn) and kills the loop through the transport (its TERM trap ends the ``sleep`` and the
-``cat``), so no process is left in the container. A write to a closed stdout ends it too.
+``cat`` and waits for them: PID 1 of a dev container is often no init and would never reap
+them), so no process, not even a zombie, is left in the container. A write to a closed
+stdout ends the loop too.
 """
 
 from __future__ import annotations
@@ -24,28 +26,28 @@ import contextlib
 from collections.abc import Callable, Sequence
 
 from podsync.engine.shell.listing import Record, parse_records
-from podsync.errors import AgentError, PodsyncError
+from podsync.errors import AgentError, PodsyncError, SafetyHalt
 from podsync.transport.base import Channel, Transport
 
 POLL = r"""
-cd -- "$1" 2>/dev/null || { echo =NOROOT; exit 0; }
-iv=$2; shift 2
+r=$1; iv=$2; shift 2
 exec 3<&0
 cat <&3 >/dev/null 3<&- &
 w=$!
 exec 3<&-
 n=
-trap 'kill $w $n 2>/dev/null; exit 0' TERM INT HUP
+trap 'kill $w $n 2>/dev/null; wait; exit 0' TERM INT HUP
 echo =UP
 prev=
 while kill -0 $w 2>/dev/null; do
+  cd -- "$r" 2>/dev/null || { echo =NOROOT; kill $w; wait; exit 0; }
   cur=$(find "$@" 2>/dev/null)
   if [ "$cur" != "$prev" ]; then
     echo =BEGIN; [ -n "$cur" ] && printf '%s\n' "$cur"; echo =END; prev=$cur
   else echo =T; fi
   sleep "$iv" & n=$!; wait $n; n=
 done
-kill $w 2>/dev/null
+kill $w 2>/dev/null; wait
 """
 
 Listing = Callable[[list[Record]], None]
@@ -120,7 +122,9 @@ class Poller:
             elif line == b"=T":
                 self.ticks += 1
             elif line == b"=NOROOT":
-                raise AgentError("the container folder is gone; the change poller stopped")
+                raise SafetyHalt(
+                    "the container folder is gone; sync stopped so nothing is deleted locally"
+                )
             elif line != b"=UP":
                 raise AgentError(f"the change poller sent {line[:40]!r}")
 
