@@ -15,6 +15,7 @@ plugin token is renewed.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import ssl
 from dataclasses import dataclass
@@ -148,3 +149,53 @@ def load_api_access(kube_context: str | None, namespace: str | None) -> ApiAcces
 def core_v1(access: ApiAccess) -> Any:
     """A ``CoreV1Api`` on ``access`` (for pod lists, reads, watches)."""
     return k8s_client.CoreV1Api(access.api_client)
+
+
+def _api_error(access: ApiAccess, exc: Exception, what: str) -> TransportError:
+    status = getattr(exc, "status", None)
+    if status == 401:
+        return TransportError(
+            f"unauthorized: the Kubernetes API at {access.host} rejected the credentials"
+        )
+    if status == 403:
+        return TransportError(f"forbidden: not allowed to {what}")
+    if status is not None:
+        reason = getattr(exc, "reason", "") or ""
+        return TransportError(f"cannot {what}: HTTP {status} {reason}".rstrip())
+    return TransportError(
+        f"cannot connect to the Kubernetes API at {access.host}: {type(exc).__name__}"
+    )
+
+
+def list_pod_objects(
+    access: ApiAccess, namespace: str, label_selector: str | None = None, timeout: float = 30.0
+) -> list[dict[str, Any]]:
+    """Pods of ``namespace`` as API JSON (blocking: call through ``asyncio.to_thread``)."""
+    api = core_v1(access)
+    try:
+        resp = api.list_namespaced_pod(
+            namespace,
+            label_selector=label_selector or None,
+            _preload_content=False,
+            _request_timeout=timeout,
+        )
+        body = json.loads(resp.data)
+    except Exception as exc:  # ApiException, urllib3 errors: translated at the edge
+        raise _api_error(access, exc, f"list pods in namespace {namespace}") from exc
+    return [dict(item) for item in body.get("items") or []]
+
+
+def read_pod_object(
+    access: ApiAccess, namespace: str, name: str, timeout: float = 30.0
+) -> dict[str, Any] | None:
+    """One pod as API JSON, None when it does not exist (blocking)."""
+    api = core_v1(access)
+    try:
+        resp = api.read_namespaced_pod(
+            name, namespace, _preload_content=False, _request_timeout=timeout
+        )
+        return dict(json.loads(resp.data))
+    except Exception as exc:
+        if getattr(exc, "status", None) == 404:
+            return None
+        raise _api_error(access, exc, f"read pod {namespace}/{name}") from exc
