@@ -159,3 +159,21 @@ def test_random_binary_round_trip_through_write_and_read(box: Box, tmp_path: Pat
     assert list(got) == list(data)
     for path, content in data.items():
         assert (tmp_path / path).read_bytes() == content
+
+
+def test_hard_links_and_long_names_download(box: Box, tmp_path: Path) -> None:
+    long = "L" * 120 + "/" + "é" * 80 + ".txt"  # > 100 bytes: a GNU long-name member
+    box.sh(f"mkdir -p /app/{'L' * 120} && printf hi > /app/a && ln /app/a /app/b")
+    box.sh('printf long > "/app/$1"', long)
+    ep = box.endpoint()
+    got = run(download(ep, ["a", "b", long], tmp_path))
+    assert sorted(got) == sorted(["a", "b", long])  # b (same inode as a) comes on its own
+    assert (tmp_path / "b").read_bytes() == b"hi" and (tmp_path / long).read_bytes() == b"long"
+
+
+def test_writing_nothing_runs_nothing(box: Box) -> None:
+    from shell_helpers import items_of
+
+    ep = box.endpoint()
+    result = run(ep.write(items_of([])))
+    assert result.written == {} and result.problems == []

@@ -250,6 +250,21 @@ class ShellEndpoint:
 
     # -- change -------------------------------------------------------------------------
     async def write(self, items: AsyncIterator[FileItem]) -> WriteResult:
+        iterator = items.__aiter__()
+        try:
+            first = await iterator.__anext__()
+        except StopAsyncIteration:
+            return WriteResult({}, [])  # nothing to send: no exec at all
+        return await self._write_batch(first, iterator)
+
+    async def _write_batch(self, first: FileItem, rest: AsyncIterator[FileItem]) -> WriteResult:
+        """One tar stream into a fresh staging dir, then the generated move script."""
+
+        async def every() -> AsyncIterator[FileItem]:
+            yield first
+            async for item in rest:
+                yield item
+
         stage = scripts.STAGE_PREFIX + secrets.token_hex(6)
         channel = await self.transport.spawn(
             ["sh", "-c", _EXTRACT, "sh", self.root, stage], self._stderr
@@ -260,7 +275,7 @@ class ShellEndpoint:
         try:
             writer = TarWriter(self._send_up(channel.write))
             i = 0
-            async for item in items:
+            async for item in every():
                 staged = None
                 if item.entry.kind == FILE:
                     staged = f"f{i}"
