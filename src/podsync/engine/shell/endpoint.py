@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
 
 from podsync.core.entry import DIR, FILE, LINK, Entry, Problem, Snapshot
 from podsync.core.excludes import Rules
@@ -32,6 +31,7 @@ from podsync.engine.hintbuffer import HintBuffer
 from podsync.engine.shell import changes, scripts
 from podsync.engine.shell.listing import Record, parse_records, record_path, to_snapshot
 from podsync.engine.shell.poller import Poller
+from podsync.engine.shell.probe import ShellCapabilities, probe
 from podsync.engine.shell.reading import ShellSourceFile, digest_script, parse_digests, read_files
 from podsync.engine.shell.tarstream import Receive, Send, TarWriter
 from podsync.engine.throttle import Throttle
@@ -41,70 +41,6 @@ from podsync.transport.base import Transport
 
 #: Upper bound for one listing or change script (a big tree over a slow link).
 EXEC_TIMEOUT = 600.0
-
-_PROBE = r"""
-for t in tar find stat mkdir rm mv cat readlink head xargs ln chmod sleep kill sha256sum; do
-  command -v "$t" >/dev/null 2>&1 || echo "missing $t"; done
-case $(stat -c '%f %s %Y %n//' . 2>/dev/null) in *' .//') echo stat-ok;; esac
-[ "$(find / -maxdepth 0 -exec echo x {} + 2>/dev/null)" = "x /" ] && echo find-ok
-sleep 0.01 2>/dev/null && echo fractional-sleep
-echo probe-done
-"""
-_REQUIRED = (
-    "tar",
-    "find",
-    "stat",
-    "mkdir",
-    "rm",
-    "mv",
-    "cat",
-    "readlink",
-    "head",
-    "xargs",
-    "ln",
-    "chmod",
-    "sleep",
-    "kill",
-)
-
-
-@dataclass(frozen=True)
-class ShellCapabilities:
-    """What the container's shell tools can do."""
-
-    sha256sum: bool
-    fractional_sleep: bool
-
-
-async def probe(transport: Transport) -> ShellCapabilities:
-    """Check the tools the shell agent needs; AgentError (one line) naming what is missing."""
-    result = await transport.run(["sh", "-c", _PROBE], timeout=60)
-    out = result.stdout.decode("utf-8", "replace").split("\n")
-    where = transport.description
-    if "probe-done" not in out:
-        raise AgentError(
-            f"{where}: the container has no usable /bin/sh; podsync needs python3 >= 3.9, or sh"
-            " and tar, in the container: use an image that has them (e.g. one based on busybox,"
-            " alpine or debian)"
-        )
-    missing = [line.split(" ", 1)[1] for line in out if line.startswith("missing ")]
-    absent = [t for t in _REQUIRED if t in missing]
-    if "tar" in absent:
-        raise AgentError(
-            f"{where}: the container has neither python3 >= 3.9 nor tar; install tar in the image"
-            " (apk add tar / apt-get install tar / busybox tar) or python3"
-        )
-    if absent:
-        raise AgentError(
-            f"{where}: the container lacks {', '.join(absent)} (needed without python3 >= 3.9);"
-            " install busybox or coreutils/findutils in the image, or python3"
-        )
-    if "stat-ok" not in out or "find-ok" not in out:
-        raise AgentError(
-            f"{where}: the container's stat/find do not support `stat -c` or `find -exec {{}} +`;"
-            " install busybox or coreutils/findutils in the image, or python3"
-        )
-    return ShellCapabilities("sha256sum" not in missing, "fractional-sleep" in out)
 
 
 class ShellEndpoint:

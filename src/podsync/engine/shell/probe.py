@@ -1,0 +1,80 @@
+"""Probing a container for the shell agent's tools.
+
+Owns: :func:`probe` and :class:`ShellCapabilities`. May import: the standard library,
+``podsync.errors``, ``podsync.transport.base``.
+
+One exec answers everything: which tools are missing (``command -v``), whether ``stat -c``
+and ``find -exec {} +`` behave, and whether ``sleep`` takes fractions. A container without
+``sh`` or ``tar`` gets one line naming what is missing and what to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from podsync.errors import AgentError
+from podsync.transport.base import Transport
+
+_PROBE = r"""
+for t in tar find stat mkdir rm mv cat readlink head xargs ln chmod sleep kill sha256sum; do
+  command -v "$t" >/dev/null 2>&1 || echo "missing $t"; done
+case $(stat -c '%f %s %Y %n//' . 2>/dev/null) in *' .//') echo stat-ok;; esac
+[ "$(find / -maxdepth 0 -exec echo x {} + 2>/dev/null)" = "x /" ] && echo find-ok
+sleep 0.01 2>/dev/null && echo fractional-sleep
+echo probe-done
+"""
+_REQUIRED = (
+    "tar",
+    "find",
+    "stat",
+    "mkdir",
+    "rm",
+    "mv",
+    "cat",
+    "readlink",
+    "head",
+    "xargs",
+    "ln",
+    "chmod",
+    "sleep",
+    "kill",
+)
+
+
+@dataclass(frozen=True)
+class ShellCapabilities:
+    """What the container's shell tools can do."""
+
+    sha256sum: bool
+    fractional_sleep: bool
+
+
+async def probe(transport: Transport) -> ShellCapabilities:
+    """Check the tools the shell agent needs; AgentError (one line) naming what is missing."""
+    result = await transport.run(["sh", "-c", _PROBE], timeout=60)
+    out = result.stdout.decode("utf-8", "replace").split("\n")
+    where = transport.description
+    if "probe-done" not in out:
+        raise AgentError(
+            f"{where}: the container has no usable /bin/sh; podsync needs python3 >= 3.9, or sh"
+            " and tar, in the container: use an image that has them (e.g. one based on busybox,"
+            " alpine or debian)"
+        )
+    missing = [line.split(" ", 1)[1] for line in out if line.startswith("missing ")]
+    absent = [t for t in _REQUIRED if t in missing]
+    if "tar" in absent:
+        raise AgentError(
+            f"{where}: the container has neither python3 >= 3.9 nor tar; install tar in the image"
+            " (apk add tar / apt-get install tar / busybox tar) or python3"
+        )
+    if absent:
+        raise AgentError(
+            f"{where}: the container lacks {', '.join(absent)} (needed without python3 >= 3.9);"
+            " install busybox or coreutils/findutils in the image, or python3"
+        )
+    if "stat-ok" not in out or "find-ok" not in out:
+        raise AgentError(
+            f"{where}: the container's stat/find do not support `stat -c` or `find -exec {{}} +`;"
+            " install busybox or coreutils/findutils in the image, or python3"
+        )
+    return ShellCapabilities("sha256sum" not in missing, "fractional-sleep" in out)
