@@ -11,20 +11,22 @@ import importlib
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
 from podsync import __version__
+from podsync import config as cfgmod
 from podsync.cli import flags as cliflags
 from podsync.cli import views
-from podsync.config import add_sync, load_config, to_sync_specs
-from podsync.config.models import ProjectConfig
 from podsync.engine.spec import RunOptions, SyncSpec
 from podsync.engine.status import read_status, status_path
 from podsync.errors import EXIT_USAGE, ConfigError, NotImplementedYet, PodsyncError
 from podsync.limits import STATE_DIR
+
+if TYPE_CHECKING:
+    from podsync.config.models import ProjectConfig
 
 EXIT_INTERRUPTED = 130
 
@@ -208,9 +210,9 @@ def sync_command(
 def _optional_config(config: Path | None, needed: bool) -> ProjectConfig | None:
     """The --config file (must load), or ./devspace.yaml when a flag needs it and it exists."""
     if config is not None:
-        return load_config(config)
+        return cfgmod.load_config(config)
     if needed and DEFAULT_CONFIG.is_file():
-        return load_config(DEFAULT_CONFIG)
+        return cfgmod.load_config(DEFAULT_CONFIG)
     return None
 
 
@@ -222,7 +224,7 @@ def dev_command(
     ] = False,
 ) -> None:
     """Run every dev.sync entry of devspace.yaml until Ctrl-C."""
-    cfg = load_config(config or DEFAULT_CONFIG)
+    cfg = cfgmod.load_config(config or DEFAULT_CONFIG)
     if not cfg.sync:
         raise ConfigError(
             f"{cfg.display}: dev.sync is empty; add an entry with "
@@ -230,7 +232,7 @@ def dev_command(
         )
     if terminal:
         raise NotImplementedYet("--terminal: opening a terminal in the container has not landed")
-    _run(to_sync_specs(cfg, cfg.root / STATE_DIR), RunOptions())
+    _run(cfgmod.to_sync_specs(cfg, cfg.root / STATE_DIR), RunOptions())
 
 
 @add_app.command("sync")
@@ -257,14 +259,14 @@ def add_sync_command(
     path = config or DEFAULT_CONFIG
     selector = cliflags.parse_label_selector(label_selector) if label_selector else None
     patterns = list(cliflags.split_patterns(exclude, "--exclude"))
-    add_sync(path, local, container, patterns, selector)
+    cfgmod.add_sync(path, local, container, patterns, selector)
     typer.echo(f"Added a sync from {local} to {container} under dev.sync in {path}.")
 
 
 @list_app.command("sync")
 def list_sync_command(config: ConfigOpt = None) -> None:
     """Show the dev.sync entries of devspace.yaml."""
-    views.list_sync(load_config(config or DEFAULT_CONFIG), Console())
+    views.list_sync(cfgmod.load_config(config or DEFAULT_CONFIG), Console())
 
 
 @status_app.command("sync")

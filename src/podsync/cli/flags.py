@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from podsync.config.checks import check_container_path, check_pattern
-from podsync.config.models import ProjectConfig
 from podsync.engine.spec import SyncSpec, TargetSpec
 from podsync.errors import UsageError
+
+if TYPE_CHECKING:
+    from podsync.config.models import ProjectConfig
 
 KB = 1024
 TARGET_FLAGS = ("--pod", "--label-selector", "--image-name", "--docker", "--ssh", "--local-target")

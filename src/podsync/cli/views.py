@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-from podsync.config.models import ProjectConfig, SyncConfig
 from podsync.engine.status import StatusFile, SyncStatus
+
+if TYPE_CHECKING:
+    from podsync.config.models import ProjectConfig, SyncConfig
 
 
 def selector_text(entry: SyncConfig) -> str:

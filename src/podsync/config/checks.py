@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from podsync.config.messages import did_you_mean
-from podsync.config.models import Deployment, ImageConfig, SyncConfig
+from podsync.config.yamltree import did_you_mean
 from podsync.core.excludes import validate_pattern
+
+if TYPE_CHECKING:  # the models cost ~0.2 s to build; the CLI imports checks for flag checks
+    from podsync.config.models import Deployment, ImageConfig, SyncConfig
 
 __all__ = [
     "Problem",

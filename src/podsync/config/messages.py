@@ -6,25 +6,14 @@ May import: podsync.config.models, podsync.config.yamltree, the standard library
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from podsync.config.models import BANDWIDTH_OPTIONS, SYNC_OPTIONS
-from podsync.config.yamltree import describe
+from podsync.config.yamltree import describe, did_you_mean
 
 #: Options podsync reads in top-level and dev sections (for suggestions only).
 _KEY_HINT = "write it in quotes"
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
-    """The closest choice to ``word`` (difflib), or None when nothing is close."""
-    options = list(choices)
-    lowered = {c.lower(): c for c in options}
-    if word.lower() in lowered:
-        return lowered[word.lower()]
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    return close[0] if close else None
 
 
 def unknown_option(key: str, parent: Sequence[str | int]) -> str:

@@ -8,7 +8,8 @@ validation. May import: ruamel.yaml, podsync.errors, the standard library.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,8 +51,9 @@ def parse_text(text: str, display: str) -> Any:
         raise ConfigError(f"{display}:{line}:{col}: YAML syntax error: {problem}; {fix}") from None
     except YAMLError as exc:
         raise ConfigError(f"{display}:1:1: YAML syntax error: {one_line(str(exc))}") from None
-    except (ValueError, TypeError, ArithmeticError) as exc:
-        # ruamel parsed the text but could not build a value (e.g. "._" resolves as a float)
+    except Exception as exc:  # ruamel's constructors raise plain errors on odd scalars
+        # ruamel parsed the text but could not build a value ("._" resolves as a float and
+        # fails with ValueError, "-_" as an int and fails with IndexError)
         line, col, value = _unbuildable_scalar(text)
         raise ConfigError(
             printable(
@@ -70,7 +72,7 @@ def _unbuildable_scalar(text: str) -> tuple[int, int, str]:
         if isinstance(node, ScalarNode):
             try:
                 yaml.constructor.construct_object(node, deep=True)
-            except (ValueError, TypeError, ArithmeticError):
+            except Exception:  # see parse_text
                 return (node.start_mark.line + 1, node.start_mark.column + 1, str(node.value))
         elif isinstance(node, MappingNode):
             stack[:0] = [part for pair in node.value for part in pair]
@@ -202,3 +204,13 @@ def describe(value: Any) -> str:
     if isinstance(value, dict):
         return "a mapping"
     return f"a {type(value).__name__}"
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    """The closest choice to ``word`` (difflib), or None when nothing is close."""
+    options = list(choices)
+    lowered = {c.lower(): c for c in options}
+    if word.lower() in lowered:
+        return lowered[word.lower()]
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return close[0] if close else None
