@@ -90,10 +90,14 @@ def activity_text(sync: SyncStatus) -> str:
     return f"{clock} {sync.last_activity}".strip()
 
 
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
+
+
 def totals_text(sync: SyncStatus) -> str:
     return (
-        f"↑ {sync.uploaded_files} files {human_bytes(sync.uploaded_bytes)}, "
-        f"↓ {sync.downloaded_files} files {human_bytes(sync.downloaded_bytes)}"
+        f"↑ {_files(sync.uploaded_files)} {human_bytes(sync.uploaded_bytes)}, "
+        f"↓ {_files(sync.downloaded_files)} {human_bytes(sync.downloaded_bytes)}"
     )
 
 

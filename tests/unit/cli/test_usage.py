@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -269,3 +270,48 @@ def test_shell_completion_completes_commands() -> None:
     env["COMP_CWORD"] = "1"
     done = subprocess.run([exe], capture_output=True, text=True, timeout=60, env=env)
     assert (done.returncode, done.stdout.split()) == (0, ["status"])
+
+
+def test_status_of_a_real_sync_then_ctrl_c(tmp_path: Path) -> None:
+    """`podsync sync --local-target` writes the status file that `podsync status sync` reads;
+    Ctrl-C stops it without a traceback and the status then says nothing is running."""
+    from tests.support.wait import wait_until
+
+    here, there = tmp_path / "here", tmp_path / "there"
+    here.mkdir()
+    there.mkdir()
+    (here / "hello.txt").write_text("hi\n")
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "podsync", "sync", "--local-target", str(there)],
+        cwd=here,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        status_file = status_path(here / ".devspace")
+
+        def watching() -> bool:
+            found = read_status(status_file)
+            return found is not None and [s.state for s in found.syncs] == ["watching"]
+
+        wait_until(watching, timeout=30, message="the sync never reported 'watching'")
+        shown = subprocess.run(
+            [sys.executable, "-m", "podsync", "status", "sync"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+        assert shown.returncode == 0
+        assert "watching" in shown.stdout and str(here) in shown.stdout
+        assert (there / "hello.txt").read_text() == "hi\n"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 130), err
+    assert "Traceback" not in err
+    assert read_status(status_path(here / ".devspace")) is None
