@@ -76,11 +76,20 @@ def _new_entry(
             f"--label-selector: required because {cfg.display} cannot pick the container by "
             f"image ({what}); pass --label-selector app=NAME"
         )
-    entry["localSubPath"] = local
+    entry["localSubPath"] = _relative(local, cfg)
     entry["containerPath"] = container
     if excludes:
         entry["excludePaths"] = list(excludes)
     return entry
+
+
+def _relative(local: str, cfg: ProjectConfig) -> str:
+    """localSubPath is relative to devspace.yaml: an absolute --local (already checked to be
+    inside the project) is stored relative, so the project can move."""
+    if not os.path.isabs(local):
+        return local
+    rel = os.path.relpath(os.path.realpath(local), os.path.realpath(cfg.root))
+    return "./" if rel == "." else rel
 
 
 def _same_target(cfg: ProjectConfig, old: SyncConfig, new: SyncConfig) -> bool:

@@ -231,3 +231,11 @@ def test_bad_exclude_is_a_usage_error(project: Path) -> None:
     (project / "devspace.yaml").write_text("images:\n  b:\n    image: x\n")
     with pytest.raises(UsageError, match=r'^--exclude: invalid exclude pattern "!"'):
         add_sync(Path("devspace.yaml"), "src", "/app", ["!"], None)
+
+
+def test_absolute_local_path_is_stored_relative(project: Path) -> None:
+    (project / "devspace.yaml").write_text("images:\n  b:\n    image: x\n")
+    add_sync(Path("devspace.yaml"), str(project / "src"), "/app", [], None)
+    add_sync(Path("devspace.yaml"), str(project), "/root", [], None)
+    cfg = load_config(Path("devspace.yaml"))
+    assert [e.local_sub_path for e in cfg.sync] == ["src", "./"]
