@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import ssl
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -66,7 +67,9 @@ def test_kubectl_logs_and_delete(k8s: K8sApi) -> None:
         30,
         "logs to show both lines",
     )
-    assert out.stdout.decode().splitlines() == ["first line", "to-stderr"]
+    # Both streams, merged; their relative order is not guaranteed (separate pipes), as
+    # with a real kubelet.
+    assert sorted(out.stdout.decode().splitlines()) == ["first line", "to-stderr"]
     names = k8s.emulator.docker_names()
     assert f"k8s_default_{pod}_main" in names
     deleted = k8s.kubectl("delete", "pod", pod)
@@ -156,3 +159,24 @@ def test_watch_stream_reports_lifecycle(k8s: K8sApi) -> None:
     rvs = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
     assert rvs == sorted(rvs) and len(set(rvs)) == len(rvs)
     assert events[1]["object"]["status"]["phase"] == "Running"
+
+
+def test_kubectl_logs_follow_streams(k8s: K8sApi) -> None:
+    pod = _name("follow")
+    script = "i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.1; done"
+    k8s.create_pod(pod, command=["sh", "-c", script])
+    env = {**os.environ, "KUBECONFIG": str(k8s.kubeconfig_path)}
+    proc = subprocess.Popen(["kubectl", "logs", "-f", pod], stdout=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        logged_so_far = len(k8s.kubectl("logs", pod).stdout.splitlines())
+        seen = [first]
+        # Lines logged after the snapshot must keep arriving on the open stream.
+        while int(seen[-1].split()[1]) < logged_so_far + 5:
+            seen.append(proc.stdout.readline())
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    numbers = [int(ln.split()[1]) for ln in seen]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))

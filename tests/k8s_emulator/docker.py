@@ -1,7 +1,7 @@
 """Docker CLI access for the Kubernetes API emulator.
 
 Owns: running ``docker`` commands asynchronously, naming the containers that back pods, and
-making sure the test images exist. May import: the standard library only.
+making sure the test images exist. May import: the standard library and aiohttp.
 
 The emulator drives the real Docker engine (``DOCKER_HOST``) through the ``docker`` CLI, the
 same way a kubelet drives a container runtime: one container per pod container, always
@@ -16,9 +16,11 @@ import os
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import aiohttp
 
 #: Label put on every container the emulator starts; its value is the emulator instance id.
 INSTANCE_LABEL = "podsync.k8s-emulator"
@@ -136,3 +138,33 @@ def docker_env() -> dict[str, str]:
 def exec_argv(container: str, command: Sequence[str], stdin: bool) -> list[str]:
     """``docker exec`` argv running ``command`` in ``container``."""
     return ["docker", "exec", *(["-i"] if stdin else []), container, *command]
+
+
+async def log_stream(
+    container: str, follow: bool, tail: str | None, timestamps: bool
+) -> AsyncIterator[bytes]:
+    """A container's stdout and stderr interleaved in the order they were logged.
+
+    Uses the Engine API on DOCKER_HOST's unix socket: ``docker logs`` splits the two streams
+    into separate pipes and loses their relative order, which kubectl users rely on."""
+    host = docker_env()["DOCKER_HOST"]
+    if not host.startswith("unix://"):
+        raise RuntimeError(f"the emulator needs a unix:// DOCKER_HOST, not {host}")
+    query = {"stdout": "1", "stderr": "1", "follow": "1" if follow else "0"}
+    query |= {"timestamps": "1" if timestamps else "0", "tail": tail or "all"}
+    connector = aiohttp.UnixConnector(path=host[len("unix://") :])
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+    async with (
+        aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+        session.get(f"http://docker/containers/{container}/logs", params=query) as resp,
+    ):
+        if resp.status != 200:
+            yield (await resp.read())
+            return
+        while True:
+            try:
+                header = await resp.content.readexactly(8)
+            except asyncio.IncompleteReadError:
+                return
+            size = int.from_bytes(header[4:8], "big")
+            yield await resp.content.readexactly(size)

@@ -2,7 +2,7 @@
 
 Owns: ``/pods/{name}/exec`` over WebSocket with the ``v5``/``v4`` (and older)
 ``channel.k8s.io`` subprotocols, backed by ``docker exec -i``, and ``/pods/{name}/log``
-backed by ``docker logs``. May import: stdlib, aiohttp, the emulator's modules.
+backed by the Engine API's log stream. May import: stdlib, aiohttp, the emulator's modules.
 
 Wire format (as the real API server): every WebSocket binary message starts with one channel
 byte: 0 stdin, 1 stdout, 2 stderr, 3 error (a ``Status`` JSON when the command ends, exit code
@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from .docker import exec_argv
+from .docker import exec_argv, log_stream
 from .kubelet import Kubelet
 from .pods import Pod, PodStore
 from .server import Switches, not_found, status
@@ -170,26 +170,12 @@ class Streams:
                 400, "BadRequest", f"container {container} is not valid for pod {pod.name}"
             )
         q = request.query
-        argv = ["docker", "logs"]
-        if q.get("follow") in ("1", "true"):
-            argv.append("--follow")
-        if q.get("tailLines"):
-            argv += ["--tail", q["tailLines"]]
-        if q.get("timestamps") in ("1", "true"):
-            argv.append("--timestamps")
-        proc = await asyncio.create_subprocess_exec(
-            *argv, cs.docker_name, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-        )
         resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
-        try:
-            assert proc.stdout is not None
-            while chunk := await proc.stdout.read(READ_CHUNK):
-                await resp.write(chunk)
-            await resp.write_eof()
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        follow = q.get("follow") in ("1", "true")
+        stamps = q.get("timestamps") in ("1", "true")
+        async for chunk in log_stream(cs.docker_name, follow, q.get("tailLines"), stamps):
+            await resp.write(chunk)
+        await resp.write_eof()
         return resp
