@@ -32,10 +32,10 @@ touched.
 
 from __future__ import annotations
 
-from typing import Iterable, List, Mapping, Optional, Set, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Set, Tuple, Type, Union
 
 from podsync.core.entry import DIR, FILE, Entry, SnapshotView
-from podsync.core.paths import ROOT, RelPath, ancestors, is_within
+from podsync.core.paths import ROOT, RelPath, ancestors, is_within, parent
 from podsync.core.plan import (
     Action,
     Agree,
@@ -195,10 +195,9 @@ class _Reconciler:
             if self.policy.can_download(p, re):
                 self.pull(keys, "deleted locally, changed in container: restored")
             elif self.policy.can_upload(p, re):
-                self.push(keys, "deleted locally, changed in container: upload-only, local wins")
-                self.out.append(
-                    Conflict(p, lo, re, "deleted locally, changed in container", resolved=True)
-                )
+                if self.push(keys, "deleted locally, changed in container: upload-only"):
+                    why = "deleted locally, changed in container; local deletion wins"
+                    self.out.append(Conflict(p, lo, re, why, resolved=True))
             else:
                 self.keep(p, keys, "deleted locally, changed in container; both kept")
         elif not self.policy.can_upload(p, lo, re):
@@ -207,8 +206,8 @@ class _Reconciler:
         elif re is None:
             self.push(keys, "changed locally, deleted in container: restored")
         else:
-            self.push(keys, "changed on both sides: local version wins")
-            self.out.append(Conflict(p, lo, re, BOTH_CHANGED, resolved=True))
+            if self.push(keys, "changed on both sides: local version wins"):
+                self.out.append(Conflict(p, lo, re, BOTH_CHANGED, resolved=True))
 
     def equal(self, lo: Entry, re: Entry) -> bool:
         """Same content: digests decide when both sides supplied one, else size+mtime."""
@@ -241,44 +240,47 @@ class _Reconciler:
             self.out.append(Agree(k, lo, re, "same on both sides"))
         return True
 
-    def push(self, keys: List[RelPath], reason: str) -> None:
+    def push(self, keys: List[RelPath], reason: str) -> bool:
         """Make the container's subtree equal the local one where uploads are allowed."""
-        out: List[Action] = []
-        for k in keys:
-            lo, re = self.local.get(k), self.remote.get(k)
-            if self.settled_pair(k, lo, re):
-                continue
-            if not self.policy.can_upload(k, lo, re):
-                continue
-            _, _, conflict = self.was(k)
-            if re is not None and re.kind != DIR and (conflict or self.r_changed(k)):
-                out.append(SaveConflictCopy(k, re, "container version replaced by the local one"))
-            if lo is None:
-                out.append(DeleteRemote(k, re, _deleted(reason)))
-            elif re is not None and (lo.kind == DIR) != (re.kind == DIR):
-                out.append(DeleteRemote(k, re, "kind changed locally"))
-                out.append(Upload(k, lo, None, reason))
-            else:
-                out.append(Upload(k, lo, re, reason))
-        self.out.extend(self.spare(out, on_remote=True))
+        return self.copy(keys, reason, up=True)
 
-    def pull(self, keys: List[RelPath], reason: str) -> None:
+    def pull(self, keys: List[RelPath], reason: str) -> bool:
         """Make the local subtree equal the container's where downloads are allowed."""
+        return self.copy(keys, reason, up=False)
+
+    def copy(self, keys: List[RelPath], reason: str, up: bool) -> bool:
+        """Copy the subtree ``keys`` (parents first) from one side over the other; True
+        when the top path itself is written or deleted."""
+        src, dst = (self.local, self.remote) if up else (self.remote, self.local)
+        allowed = self.policy.can_upload if up else self.policy.can_download
         out: List[Action] = []
+        after: Dict[RelPath, Optional[Entry]] = {}  # destination state once ``out`` has run
+        top = parent(keys[0])
         for k in keys:
-            lo, re = self.local.get(k), self.remote.get(k)
-            if self.settled_pair(k, re, lo):
+            s, d = src.get(k), dst.get(k)
+            after[k] = d
+            if self.settled_pair(k, s, d) or not allowed(k, self.local.get(k), self.remote.get(k)):
                 continue
-            if not self.policy.can_download(k, lo, re):
-                continue
-            if re is None:
-                out.append(DeleteLocal(k, lo, _deleted(reason)))
-            elif lo is not None and (lo.kind == DIR) != (re.kind == DIR):
-                out.append(DeleteLocal(k, lo, "kind changed in container"))
-                out.append(Download(k, re, None, reason))
+            if s is not None and parent(k) != top and not _is_dir(after.get(parent(k))):
+                continue  # its parent stays something else there (kept apart or blocked)
+            if up and d is not None and d.kind != DIR and self.unseen_remote(k):
+                out.append(SaveConflictCopy(k, d, "container version replaced by the local one"))
+            after[k] = s
+            if s is None:
+                out.append(_delete(up)(k, d, _deleted(reason)))
+            elif d is not None and (s.kind == DIR) != (d.kind == DIR):
+                out.append(_delete(up)(k, d, "kind changed"))
+                out.append(_write(up)(k, s, None, reason))
             else:
-                out.append(Download(k, re, lo, reason))
-        self.out.extend(self.spare(out, on_remote=False))
+                out.append(_write(up)(k, s, d, reason))
+        done = self.spare(out, on_remote=up)
+        self.out.extend(done)
+        return any(a.path == keys[0] and _stage_io(a) for a in done)
+
+    def unseen_remote(self, k: RelPath) -> bool:
+        """Does the container hold a version at ``k`` that the local side never had?"""
+        a_l, _, conflict = self.was(k)
+        return conflict or a_l is None or self.r_changed(k)
 
     def spare(self, acts: List[Action], on_remote: bool) -> List[Action]:
         """Drop the deletion of every directory that still holds something this pass leaves
@@ -299,16 +301,27 @@ class _Reconciler:
                     break
         if not spared:
             return acts
-        result: List[Action] = []
-        for a in acts:
-            if a.path in spared and isinstance(a, (Upload, Download)):
-                lo, re = self.local.get(a.path), self.remote.get(a.path)
-                result.append(
-                    Conflict(a.path, lo, re, "directory holds protected paths; both kept")
-                )
-            elif not (a.path in spared and isinstance(a, kind)):
-                result.append(a)
+        written = {a.path for a in acts if isinstance(a, (Upload, Download))}
+        result: List[Action] = [a for a in acts if not (a.path in spared and _stage_io(a))]
+        for d in sorted(spared):
+            lo, re = self.local.get(d), self.remote.get(d)
+            if d in written:
+                result.append(Conflict(d, lo, re, "directory holds protected paths; both kept"))
+            else:
+                result.append(Keep(d, lo, re, "directory holds protected paths; kept"))
         return result
+
+
+def _stage_io(a: Action) -> bool:
+    return isinstance(a, (Upload, Download, DeleteRemote, DeleteLocal))
+
+
+def _delete(up: bool) -> Union[Type[DeleteRemote], Type[DeleteLocal]]:
+    return DeleteRemote if up else DeleteLocal
+
+
+def _write(up: bool) -> Union[Type[Upload], Type[Download]]:
+    return Upload if up else Download
 
 
 def _entry(expect: object) -> Optional[Entry]:
