@@ -7,9 +7,10 @@ Ships inside the container agent.
 from __future__ import annotations
 
 #: Local and remote watch events are coalesced for this long after the last one before a
-#: scan of the hinted paths runs. DevSpace waits 600 ms; a save touches a file 1-3 times
-#: within a few ms, so 15 ms catches the burst without adding visible latency.
-DEBOUNCE_SECONDS = 0.015
+#: scan of the hinted paths runs. DevSpace waits 600 ms; an editor's save touches a file 1-3
+#: times within a millisecond or two, so 3 ms catches the burst without adding visible
+#: latency (a save caught half-way is simply synced again by the next event).
+DEBOUNCE_SECONDS = 0.003
 
 #: Upper bound on how long a continuous stream of events may postpone a sync.
 DEBOUNCE_MAX_SECONDS = 0.25

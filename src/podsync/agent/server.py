@@ -17,18 +17,31 @@ import os
 import select
 import sys
 import threading
+import time
 import zlib
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from podsync.core.entry import DIR, FILE, LINK, Entry, Problem
 from podsync.core.excludes import Rules
-from podsync.core.paths import RelPath, relpath
+from podsync.core.paths import RelPath, is_within, relpath
 from podsync.errors import PodsyncError, ProtocolError
 from podsync.limits import AGENT_IDLE_EXIT_SECONDS, CHUNK_BYTES
 from podsync.replica import Replica
 from podsync.replica.watch import make_watcher
 from podsync.wire import messages as m
 from podsync.wire.frames import Decoder, Frame, encode, handshake_bytes
+
+#: A burst of watch events ends after this much quiet (bounded by the MAX).
+HINT_SETTLE_SECONDS = 0.002
+HINT_SETTLE_MAX_SECONDS = 0.05
+
+
+def _minimal_roots(paths: List[RelPath]) -> List[RelPath]:
+    out: List[RelPath] = []
+    for path in sorted(set(paths), key=lambda p: (p.count("/") if p else -1, p)):
+        if not any(is_within(path, root) for root in out):
+            out.append(path)
+    return out
 
 
 def log(message: str) -> None:
@@ -59,6 +72,9 @@ class Server:
         self.stopping = threading.Event()
         self.put: Optional[_Put] = None
         self.compress = False
+        #: What our own writes left at each path (echo suppression), with the time.
+        self.recent: Dict[RelPath, Tuple[Optional[Entry], float]] = {}
+        self.recent_lock = threading.Lock()
 
     # -- output -------------------------------------------------------------------------
     def send(self, header: Dict[str, Any], body: bytes = b"") -> None:
@@ -132,15 +148,66 @@ class Server:
         )
 
     def _forward_hints(self) -> None:
+        """Forward watcher events as hints, each with a fresh listing of the hinted subtrees
+        (saves the engine a round trip), minus the echoes of our own writes."""
         while not self.stopping.is_set():
             try:
                 paths = self.watcher.wait(0.5)
+                if paths:
+                    paths = self._settle(paths)
             except Exception as exc:  # the watcher thread must never die silently
                 log(f"watcher failed ({exc}); asking for a full rescan")
                 paths = [""]
                 self.stopping.wait(1.0)
             if paths and not self.stopping.is_set():
-                self.send({"t": "hints", "paths": sorted(set(paths))})
+                self._send_hints(paths)
+
+    def _settle(self, paths: List[RelPath]) -> List[RelPath]:
+        """Gather the rest of a burst (a save is often several events within a millisecond)."""
+        gathered = set(paths)
+        deadline = time.monotonic() + HINT_SETTLE_MAX_SECONDS
+        while time.monotonic() < deadline:
+            more = self.watcher.wait(HINT_SETTLE_SECONDS)
+            if not more:
+                break
+            gathered.update(more)
+        return sorted(gathered)
+
+    def _send_hints(self, paths: List[RelPath]) -> None:
+        rep = self._rep()
+        roots = _minimal_roots(paths)
+        if "" in roots:
+            self.send({"t": "hints", "paths": [""]})
+            return
+        listing = rep.scan(roots)
+        roots = [r for r in roots if not self._is_echo(r, listing)]
+        if not roots:
+            return
+        fresh = {p: e for p, e in listing.items() if any(is_within(p, r) for r in roots)}
+        body, compressed = m.encode_listing(fresh)
+        self.send({"t": "hints", "paths": roots, "listing": True, "z": compressed}, body)
+
+    def _is_echo(self, root: RelPath, listing: Dict[RelPath, Entry]) -> bool:
+        """True when ``root`` (a file, link or absent path) is exactly what we last wrote."""
+        with self.recent_lock:
+            if root not in self.recent:
+                return False
+            written = self.recent[root][0]
+        now = listing.get(root)
+        if written is None:
+            return now is None
+        if now is None or now.kind == DIR:
+            return False
+        return now.same_content(written)
+
+    def _remember(self, path: RelPath, entry: Optional[Entry]) -> None:
+        now = time.monotonic()
+        with self.recent_lock:
+            self.recent[path] = (entry, now)
+            if len(self.recent) > 4096:
+                cutoff = now - 5.0
+                for key in [k for k, (_, t) in self.recent.items() if t < cutoff]:
+                    del self.recent[key]
 
     def _rep(self) -> Replica:
         if self.replica is None:
@@ -184,6 +251,7 @@ class Server:
                 problems.append(outcome)
             else:
                 written.append([path, None])
+                self._remember(path, None)
         self.send(
             {
                 "t": "result",
@@ -302,12 +370,12 @@ class Server:
         self._record(put, put.path, outcome)
         put.writer = None
 
-    @staticmethod
-    def _record(put: _Put, path: RelPath, outcome: Any) -> None:
+    def _record(self, put: _Put, path: RelPath, outcome: Any) -> None:
         if isinstance(outcome, Problem):
             put.problems.append(outcome)
         else:
             put.written.append([path, outcome.to_wire()])
+            self._remember(path, outcome)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 
 from podsync.core.entry import Entry, Problem, Snapshot
 from podsync.core.excludes import Rules
-from podsync.core.paths import RelPath, relpath
+from podsync.core.paths import RelPath, is_within, relpath
 from podsync.engine.endpoint import DeleteItem, FileItem, WriteResult
 from podsync.engine.hintbuffer import HintBuffer
 from podsync.engine.throttle import Throttle
@@ -26,7 +26,8 @@ from podsync.transport.base import Channel
 from podsync.wire import messages as m
 from podsync.wire.frames import Decoder, Frame, encode, handshake_bytes
 
-_END = object()
+#: Frames of a put are gathered up to this size before one write to the pipe.
+SEND_BUFFER_BYTES = 256 * 1024
 
 
 class _Stream:
@@ -83,9 +84,13 @@ class AgentEndpoint:
         self._pending: dict[int, asyncio.Future[Frame]] = {}
         self._streams: dict[int, _Stream] = {}
         self._hints = HintBuffer()
+        #: Listings that came with hints, by hinted root, until the engine asks for them.
+        self._fresh: dict[RelPath, Snapshot] = {}
         self._failure: BaseException | None = None
         self._decoder = Decoder("the agent")
         self._send_lock = asyncio.Lock()
+        self._out: list[bytes] = []
+        self._out_bytes = 0
         self._reader: asyncio.Task[None] | None = None
         self._pinger: asyncio.Task[None] | None = None
         self.info: dict[str, Any] = {}
@@ -153,7 +158,12 @@ class AgentEndpoint:
     async def _dispatch(self, frame: Frame) -> None:
         kind = frame.type
         if kind == "hints":
-            self._hints.add(m.paths_from_wire(frame.header.get("paths")))
+            paths = m.paths_from_wire(frame.header.get("paths"))
+            if frame.header.get("listing"):
+                listing = m.decode_listing(frame.body, bool(frame.header.get("z")))
+                for root in paths:
+                    self._fresh[root] = {p: e for p, e in listing.items() if is_within(p, root)}
+            self._hints.add(paths)
             return
         request_id = m.int_field(frame.header, "id")
         if kind in ("item", "chunk") or (kind == "result" and request_id in self._streams):
@@ -172,11 +182,19 @@ class AgentEndpoint:
         else:
             raise ProtocolError(f"the agent sent an unknown message {kind!r}")
 
-    async def _send(self, header: dict[str, Any], body: bytes = b"") -> None:
+    async def _send(self, header: dict[str, Any], body: bytes = b"", flush: bool = True) -> None:
+        """Queue a frame; write the queue out when ``flush`` or when it is large. Streams
+        (put) pass flush=False so thousands of small files go out in few large writes."""
         if self._failure:
             raise self._failure
         async with self._send_lock:
-            await self._channel.write(encode(header, body))
+            self._out.append(encode(header, body))
+            self._out_bytes += len(self._out[-1])
+            if flush or self._out_bytes >= SEND_BUFFER_BYTES:
+                data = b"".join(self._out)
+                self._out.clear()
+                self._out_bytes = 0
+                await self._channel.write(data)
 
     async def _request(
         self, header: dict[str, Any], body: bytes = b"", timeout: float | None = None
@@ -209,6 +227,13 @@ class AgentEndpoint:
 
     # -- Endpoint -----------------------------------------------------------------------
     async def scan(self, under: Sequence[RelPath] = ()) -> Snapshot:
+        if under and all(root in self._fresh for root in under):
+            # The agent listed these subtrees when it sent the hints: no round trip needed.
+            snapshot: Snapshot = {}
+            for root in under:
+                snapshot.update(self._fresh.pop(root))
+            return snapshot
+        self._fresh.clear()
         reply = await self._request({"t": "scan", "under": list(under)})
         return m.decode_listing(reply.body, bool(reply.header.get("z")))
 
@@ -265,7 +290,8 @@ class AgentEndpoint:
                     "path": item.path,
                     "entry": item.entry.to_wire(),
                     "expect": m.expect_to_wire(item.expect),
-                }
+                },
+                flush=False,
             )
             if item.chunks is not None:
                 await self._send_chunks(item.chunks)
@@ -296,7 +322,7 @@ class AgentEndpoint:
                 header["z"] = True
                 data = packed
         await self.upload_throttle.take(len(data))
-        await self._send(header, data)
+        await self._send(header, data, flush=self.upload_throttle.limited)
 
     async def delete(self, items: Sequence[DeleteItem]) -> WriteResult:
         reply = await self._request(

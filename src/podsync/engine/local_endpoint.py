@@ -26,6 +26,10 @@ from podsync.limits import CHUNK_BYTES
 from podsync.replica import Replica
 from podsync.replica.watch import make_watcher
 
+#: Small files are read in batches of at most this many files / bytes per thread hop.
+READ_BATCH_FILES = 128
+READ_BATCH_BYTES = 4 * 1024 * 1024
+
 
 class LocalSourceFile:
     def __init__(
@@ -56,6 +60,11 @@ class LocalSourceFile:
             self._handle.close()
 
     chunk_size = CHUNK_BYTES
+
+    @property
+    def streams(self) -> bool:
+        """True when the content is read later, chunk by chunk (a large file)."""
+        return self._handle is not None
 
 
 class LocalEndpoint:
@@ -163,14 +172,35 @@ class LocalEndpoint:
         source.chunk_size = self.chunk_size
         return source
 
-    async def read(self, paths: Sequence[RelPath]) -> AsyncIterator[LocalSourceFile]:
-        for path in paths:
+    def _open_batch(self, paths: Sequence[RelPath]) -> tuple[list[LocalSourceFile], int]:
+        """Open files until READ_BATCH_BYTES of content are loaded or a large file (streamed
+        later) is opened: one thread hop per batch instead of one per file. Returns the
+        sources and how many of ``paths`` were consumed."""
+        out: list[LocalSourceFile] = []
+        loaded = 0
+        for count, path in enumerate(paths, 1):
             try:
-                source = await asyncio.to_thread(self._open, path)
+                source = self._open(path)
             except OSError as exc:
                 self.read_problems.append(Problem(path, f"cannot read: {exc.strerror or exc}"))
                 continue
-            if source is not None:
+            if source is None:
+                continue
+            out.append(source)
+            loaded += source.entry.size if source.entry.kind == FILE else 0
+            if loaded >= READ_BATCH_BYTES or source.streams:
+                return out, count
+        return out, len(paths)
+
+    async def read(self, paths: Sequence[RelPath]) -> AsyncIterator[LocalSourceFile]:
+        todo = list(paths)
+        at = 0
+        while at < len(todo):
+            batch, consumed = await asyncio.to_thread(
+                self._open_batch, todo[at : at + READ_BATCH_FILES]
+            )
+            at += consumed
+            for source in batch:
                 yield source
 
     # -- change ---------------------------------------------------------------------------
