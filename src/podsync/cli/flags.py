@@ -114,7 +114,7 @@ def build_target(flags: SyncFlags, cfg: ProjectConfig | None) -> TargetSpec:
     if flag == "--ssh":
         return TargetSpec(kind="ssh", host=_no_dash(flag, flags.ssh or "", "[user@]host"))
     if flag == "--local-target":
-        return TargetSpec(kind="local", local_dir=_existing_dir(flag, flags.local_target or ""))
+        return TargetSpec(kind="local", local_dir=_target_dir(flag, flags.local_target or ""))
     return _kube_target(flags, cfg)
 
 
@@ -153,6 +153,17 @@ def _existing_dir(flag: str, value: str) -> Path:
     if not path.is_dir():
         state = "is not a folder" if path.exists() else "does not exist"
         raise UsageError(f'{flag}: "{value}" {state}; pass an existing folder')
+    return path.resolve()
+
+
+def _target_dir(flag: str, value: str) -> Path:
+    """The far-side folder: created by the sync when missing (like a containerPath), as long
+    as its parent exists (a typo in a parent is more likely than a wish for a deep tree)."""
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UsageError(f'{flag}: "{value}" is not a folder')
+    if not path.exists() and not path.parent.is_dir():
+        raise UsageError(f'{flag}: the parent folder of "{value}" does not exist')
     return path.resolve()
 
 

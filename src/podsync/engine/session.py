@@ -219,6 +219,7 @@ class Session:
             return
         if self.initial_done.is_set():
             self.say("the container side looks new or emptied: initial sync with local authority")
+            self.ancestor.clear()
         plan = await self._initial_plan(local, remote, granularity)
         if self.options.dry_run:
             self.console.line(f"[{self.spec.name}] initial sync plan: {plan.summary()}")
