@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from k8s_emulator.fixture import K8sApi, wait_until
+from k8s_emulator.fixture import K8sApi, is_ready, wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -180,3 +180,24 @@ def test_kubectl_logs_follow_streams(k8s: K8sApi) -> None:
         proc.wait(30)
     numbers = [int(ln.split()[1]) for ln in seen]
     assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+
+
+def test_dead_container_is_restarted_like_a_kubelet_would(k8s: K8sApi) -> None:
+    pod = _name("restart")
+    k8s.create_pod(pod)
+    k8s.emulator.restart_container("default", pod, "main")
+    obj = k8s.emulator.pod_object("default", pod)
+    assert obj is not None
+    status = obj["status"]["containerStatuses"][0]
+    assert status["restartCount"] == 1 and "running" in status["state"]
+    # A container killed behind the emulator's back is restarted too.
+    subprocess.run(["docker", "kill", f"k8s_default_{pod}_main"], capture_output=True, check=True)
+
+    def restarted_twice() -> bool:
+        o = k8s.emulator.pod_object("default", pod)
+        return o is not None and o["status"]["containerStatuses"][0]["restartCount"] == 2
+
+    wait_until(restarted_twice, 30, "second restart")
+    wait_until(lambda: is_ready(k8s.emulator.pod_object("default", pod)), 30, "ready again")
+    out = k8s.kubectl("get", "pod", pod)
+    assert out.stdout.decode().splitlines()[1].split()[1:4] == ["1/1", "Running", "2"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -195,3 +196,34 @@ def test_kill_ends_the_command_in_the_container(access: ApiAccess, pod: str) -> 
 
     before, after = asyncio.run(go())
     assert marker.encode() in before and marker.encode() not in after
+
+
+def test_exec_credential_plugin_token_is_refreshed_per_dial(
+    k8s: K8sApi, pod: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counter = tmp_path / "calls"
+    plugin = tmp_path / "get-token"
+    # An already-expired credential: the client must run the plugin again before each dial.
+    credential = {
+        "apiVersion": "client.authentication.k8s.io/v1beta1",
+        "kind": "ExecCredential",
+        "status": {"token": k8s.token, "expirationTimestamp": "2001-01-01T00:00:00Z"},
+    }
+    plugin.write_text(f"#!/bin/sh\necho x >> {counter}\necho '{json.dumps(credential)}'\n")
+    plugin.chmod(0o755)
+    kubeconfig = json.loads(k8s.kubeconfig_path.read_text())
+    kubeconfig["users"] = [{"name": "tester", "user": {"exec": {
+        "apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin),
+        "interactiveMode": "Never"}}}]  # fmt: skip
+    path = tmp_path / "kubeconfig"
+    path.write_text(json.dumps(kubeconfig))
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    access = load_api_access(None, None)
+    calls_before = len(counter.read_text().split())
+
+    async def go() -> list[int]:
+        t = transport(access, pod)
+        return [(await t.run(["true"])).exit_code, (await t.run(["true"])).exit_code]
+
+    assert asyncio.run(go()) == [0, 0]
+    assert len(counter.read_text().split()) >= calls_before + 2

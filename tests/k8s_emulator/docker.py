@@ -109,13 +109,13 @@ def _busybox_rootfs_tar(busybox: Path) -> bytes:
 def ensure_test_images(repo_root: Path) -> list[str]:
     """Make sure the test images exist; returns the ones available.
 
-    Prefers the project's ``tests/images/build.sh``; without it, builds the busybox image
-    from the host's static busybox with ``docker import`` (images cannot be pulled here).
+    Runs the project's ``tests/images/build.sh`` (idempotent: it rebuilds only stale images);
+    when that is missing or fails, builds the busybox image from the host's static busybox
+    with ``docker import`` (images cannot be pulled here).
     """
     build = repo_root / "tests" / "images" / "build.sh"
-    missing = [img for img in (PY_IMAGE, BUSYBOX_IMAGE) if not image_exists(img)]
-    if missing and build.is_file():
-        subprocess.run(["bash", str(build)], capture_output=True, check=False)
+    if build.is_file():
+        subprocess.run(["bash", str(build)], capture_output=True, check=False, env=docker_env())
     if not image_exists(BUSYBOX_IMAGE):
         busybox = shutil.which("busybox")
         if busybox is not None:

@@ -54,6 +54,7 @@ class Emulator:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
+        self._monitor: asyncio.Future[None] | None = None
         self.port = 0
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -75,9 +76,13 @@ class Emulator:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._cert.configure_cert(ctx)
         await web.SockSite(self._runner, sock, ssl_context=ctx).start()
+        self._monitor = asyncio.ensure_future(self.kubelet.monitor())
 
     def stop(self) -> None:
         async def _stop() -> None:
+            if self.kubelet.events_proc is not None:
+                self.kubelet.events_proc.kill()
+                await self.kubelet.events_proc.wait()
             # Let in-flight ``docker run``/``rm`` finish: a cancelled one would leave an
             # orphan container behind the final cleanup.
             if self.kubelet.tasks:

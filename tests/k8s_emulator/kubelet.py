@@ -42,6 +42,7 @@ class Kubelet:
         self.local_images = local_images
         self.tasks: set[asyncio.Task[None]] = set()
         self._image_cmd: dict[str, bool] = {}
+        self.events_proc: asyncio.subprocess.Process | None = None
 
     def local_image(self, image: str) -> str:
         """The local Docker image standing in for a pod's image string."""
@@ -151,15 +152,50 @@ class Kubelet:
         self.store.emit("MODIFIED", pod)
 
     async def restart_container(self, pod: Pod, name: str) -> None:
-        """Kill and restart one container, as a liveness-probe restart would."""
+        """Kill one container and wait until the kubelet loop has restarted it."""
         cs = pod.container(name)
         if cs is None:
             raise KeyError(name)
-        cs.running, cs.waiting_reason = False, "ContainerCreating"
+        before = cs.restart_count
+        await docker("kill", cs.docker_name)
+        deadline = asyncio.get_running_loop().time() + 60
+        while cs.restart_count == before and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+
+    async def monitor(self) -> None:
+        """Restart containers that die (restartPolicy Always), as a kubelet does: the pod
+        goes not-ready with a terminated state, then runs again with restartCount + 1."""
+        proc = await asyncio.create_subprocess_exec(
+            "docker", "events", "--filter", f"label={INSTANCE_LABEL}={self.instance}",
+            "--filter", "event=die",
+            "--format", "{{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}",
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        self.events_proc = proc
+        assert proc.stdout is not None
+        while line := await proc.stdout.readline():
+            name, _, code = line.decode().strip().partition(" ")
+            self.spawn(self._on_die(name, int(code or "-1")))
+
+    async def _on_die(self, docker_name: str, exit_code: int) -> None:
+        found = [(p, c) for p in self.store.pods.values() for c in p.containers
+                 if c.docker_name == docker_name]  # fmt: skip
+        if not found:
+            return
+        pod, cs = found[0]
+        if pod.deleting or not cs.running:
+            return  # removed on purpose, or held in a forced state
+        cs.running, cs.terminated = False, ("Error" if exit_code else "Completed", exit_code)
         self.store.emit("MODIFIED", pod)
-        await docker("restart", "-t", "0", cs.docker_name)
-        cs.running, cs.waiting_reason, cs.started_at = True, None, now_iso()
+        res = await docker("start", docker_name)
+        if pod.deleting:
+            return
+        cs.terminated = None
         cs.restart_count += 1
+        if res.returncode != 0:
+            cs.waiting_reason = "CrashLoopBackOff"
+        else:
+            cs.running, cs.waiting_reason, cs.started_at = True, None, now_iso()
         self.store.emit("MODIFIED", pod)
 
     async def delete_pod(self, pod: Pod) -> None:

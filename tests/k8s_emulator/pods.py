@@ -39,6 +39,8 @@ class ContainerState:
     restart_count: int = 0
     started_at: str | None = None
     image_id: str = ""
+    #: (reason, exit code) while a dead container waits to be restarted.
+    terminated: tuple[str, int] | None = None
 
 
 @dataclass
@@ -83,6 +85,9 @@ def _container_status(c: ContainerState) -> Obj:
     state: Obj
     if c.running and not c.waiting_reason:
         state = {"running": {"startedAt": c.started_at}}
+    elif c.terminated is not None:
+        reason, code = c.terminated
+        state = {"terminated": {"reason": reason, "exitCode": code, "finishedAt": now_iso()}}
     else:
         state = {"waiting": {"reason": c.waiting_reason or "ContainerCreating"}}
         if c.waiting_reason == "CrashLoopBackOff":

@@ -110,8 +110,11 @@ class KubectlExecTransport(WrappedExecTransport):
 
 
 async def _workdir(run: _Runner, description: str) -> str:
-    """The container's WORKDIR: the runtime starts exec'ed commands there, so ``pwd`` says it."""
-    result = await run(["pwd"], b"", 60.0)
+    """The container's WORKDIR: the runtime starts exec'ed commands there, so ``pwd`` says it
+    (``sh -c pwd`` uses the shell's builtin; a bare ``pwd`` binary is the shell-less fallback)."""
+    result = await run(["sh", "-c", "pwd"], b"", 60.0)
+    if result.exit_code in (126, 127):
+        result = await run(["pwd"], b"", 60.0)
     out = result.stdout.decode("utf-8", "replace").strip()
     if result.exit_code != 0 or not out.startswith("/"):
         why = last_line(result.stderr.decode("utf-8", "replace"), f"exit code {result.exit_code}")
