@@ -149,3 +149,15 @@ def test_write_to_an_existing_directory_replaces_it_only_when_expected(box: Box)
     assert [p.path for p in r1.problems] == ["thing"]
     r2 = run(ep.write(items_of([file_item("thing", b"file now", expect=Entry(DIR))])))
     assert r2.problems == [] and box.read("/app/thing") == b"file now"
+
+
+def test_long_unicode_names_and_many_folders_in_one_batch(box: Box) -> None:
+    long_dir = "ä" * 60 + "/" + "b" * 90
+    items = [file_item(f"{long_dir}/{'é' * 70}-{i}.txt", f"n{i}".encode()) for i in range(3)]
+    items += [file_item(f"f{i // 600}/x{i}", b"y") for i in range(1200)]  # > one mv per dir
+    ep = box.endpoint()
+    result = run(ep.write(items_of(items)))
+    assert result.problems == [] and len(result.written) == 1203
+    assert box.read(f"/app/{long_dir}/{'é' * 70}-2.txt") == b"n2"
+    assert box.sh("find /app/f0 /app/f1 -type f | wc -l").strip() == b"1200"
+    assert staging_dirs(box) == b""

@@ -14,10 +14,11 @@ agent has the same window between its ``lstat`` and ``rename``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from podsync.core.entry import ANY, DIR, FILE, LINK, Entry, Expect
-from podsync.core.paths import RelPath, ancestors
+from podsync.core.paths import RelPath, ancestors, parent
 from podsync.engine.shell.scripts import dot, q
 from podsync.errors import ProtocolError
 
@@ -27,7 +28,6 @@ from podsync.errors import ProtocolError
 #:   chk P E...  -> 0 when P matches the expectation: a | n | f SIZE MTIME X | d | l TARGET
 #:   par D...    -> 0 when each D is a real directory or absent (never a symlink)
 #:   clr P       -> removes P when it is a symlink or a directory (mv would go into them)
-#:   perm D S X  -> gives staged S the permission bits of the file D it replaces
 PRELUDE = r"""
 st() { T=n; set -- $(stat -c '%f %s %Y' -- "$1" 2>/dev/null); [ $# -eq 3 ] || return 0
   m=$((0x$1)); SZ=$2; MT=$3; X=$(( (m & 64) != 0 )); P=$((m & 511))
@@ -43,9 +43,6 @@ chk() { case $2 in a) return 0;; esac
 par() { for d do [ -L "$d" ] && return 1; [ -e "$d" ] && [ ! -d "$d" ] && return 1
   done; return 0; }
 clr() { if [ -L "$1" ]; then rm -f -- "$1"; elif [ -d "$1" ]; then rm -rf -- "$1"; fi; }
-perm() { [ -f "$1" ] && [ ! -L "$1" ] || return 0; st "$1"; b=$P
-  if [ "$3" = 1 ]; then b=$((b | ((b & 292) >> 2))); else b=$((b & ~73)); fi
-  chmod "$(printf %o "$b")" "$2"; }
 """
 
 
@@ -83,23 +80,76 @@ def _mkparent(path: RelPath) -> str:
     return f"mkdir -p -- {q(dot(up[-1]))} 2>/dev/null; " if up else ""
 
 
-def write_item(i: int, path: RelPath, entry: Entry, expect: Expect, staged: str | None) -> str:
-    """Script for one write. ``staged``: the file's name in ``$S`` (None: not received)."""
+@dataclass(frozen=True)
+class Upload:
+    """One item of a write batch; ``staged`` is a file's name under ``$S`` (``GROUP/NAME``,
+    one group per destination folder), None for dirs, links and content not received."""
+
+    index: int
+    path: RelPath
+    entry: Entry
+    expect: Expect
+    staged: str | None
+
+
+#: Files moved by one ``mv`` (its argv must stay well inside ARG_MAX).
+MOVE_BATCH = 500
+
+
+def write_script(uploads: Sequence[Upload]) -> str:
+    """Directories first, then files grouped by destination folder (one ``mkdir -p`` and one
+    ``mv -f SRC... DIR/`` per group, each item checked first), then symlinks."""
+    out: list[str] = [PRELUDE]
+    groups: dict[RelPath, list[Upload]] = {}
+    for u in uploads:
+        if u.entry.kind == DIR:
+            out.append(_one(u))
+        elif u.entry.kind == FILE and u.staged is None:
+            out.append(f"echo 'E {u.index} changed while being sent; will retry'\n")
+        elif u.entry.kind == FILE:
+            groups.setdefault(parent(u.path), []).append(u)
+    for folder, members in groups.items():
+        for start in range(0, len(members), MOVE_BATCH):
+            out.append(_file_group(folder, members[start : start + MOVE_BATCH]))
+    out += [_one(u) for u in uploads if u.entry.kind == LINK]
+    return "".join(out)
+
+
+def _file_group(folder: RelPath, members: Sequence[Upload]) -> str:
+    d = q(dot(folder))
+    lines = ["ok=1; set --; k="]
+    if folder:
+        chain = " ".join(q(dot(a)) for a in [*ancestors(folder), folder])
+        lines.append(f"if par {chain}; then mkdir -p -- {d} 2>/dev/null || ok=; else ok=; fi")
+    for u in members:
+        p = q(dot(u.path))
+        lines.append(
+            f"if [ -z \"$ok\" ]; then echo 'E {u.index} a parent folder is a symlink or a file'\n"
+            f"elif ! chk {p} {expect_words(u.expect)}; then "
+            f"echo 'E {u.index} changed in the container since it was scanned; left alone'\n"
+            f"else {{ [ -d {p} ] || [ -L {p} ]; }} && clr {p}; "
+            f'set -- "$@" "$S/{u.staged}"; k="$k {u.index}"; fi'
+        )
+    lines.append(
+        f'if [ $# -gt 0 ]; then if mv -f -- "$@" {d}/; then for i in $k; do echo "K $i"; done\n'
+        'else for i in $k; do echo "E $i cannot move it into place"; done; fi; fi'
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _one(u: Upload) -> str:
+    """Script for one directory or symlink."""
+    i, path, entry = u.index, u.path, u.entry
     p = q(dot(path))
-    guard = _guard(i, path, expect)
+    guard = _guard(i, path, u.expect)
     fail = f"|| echo 'E {i} cannot create it in the container'"
     if entry.kind == DIR:
         make = f"{_mkparent(path)}clr {p}; rm -f -- {p}; mkdir -- {p}"
         act = f"{{ [ -d {p} ] && [ ! -L {p} ]; }} || {{ {make}; }}"
-    elif entry.kind == LINK:
+    else:
         link = f'"$S/l{i}"'
         make = f"ln -s -- {q(entry.target or '')} {link}"
         act = f"{_mkparent(path)}{make} && clr {p} && mv -f -- {link} {p}"
-    elif staged is None:
-        return f"echo 'E {i} changed while being sent; will retry'\n"
-    else:
-        exe = 1 if entry.executable else 0
-        act = f'{_mkparent(path)}perm {p} "$S/{staged}" {exe}; clr {p}; mv -f -- "$S/{staged}" {p}'
     return f"{guard}else {{ {act}; }} && echo 'K {i}' {fail}\nfi\n"
 
 

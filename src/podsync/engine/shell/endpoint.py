@@ -1,14 +1,15 @@
 """The container side through POSIX ``sh`` + ``tar``, for containers without Python.
 
-Owns: :class:`ShellEndpoint` (the Endpoint protocol over separate exec calls) and
-:func:`probe`. May import: the standard library, ``podsync.core``, ``podsync.errors``,
-``podsync.limits``, ``podsync.transport.base``, ``podsync.engine.endpoint``,
-``podsync.engine.hintbuffer``, ``podsync.engine.throttle`` and ``engine.shell.*``.
+Owns: :class:`ShellEndpoint` (the Endpoint protocol over separate exec calls). May import:
+the standard library, ``podsync.core``, ``podsync.errors``, ``podsync.limits``,
+``podsync.transport.base``, ``podsync.replica.writer`` (the permission rule), and
+``podsync.engine.{endpoint,hintbuffer,throttle,shell.*}``.
 
 One exec per operation: a scan is one ``find``/``stat`` listing (excluded directories pruned
 by ``find`` itself where the pattern translates exactly, the rest filtered here); an upload is
 one tar stream extracted into a staging directory inside the root, then a generated script
-moves each file into place after checking its expectation; a download is one ``tar -c``
+checks each expectation and moves the files of each folder into place with one ``mv``
+(a rename per file: readers never see a partial file); a download is one ``tar -c``
 stream parsed incrementally; remote changes come from a metadata-polling loop.
 
 Differences from the Python agent: mtimes have whole-second granularity (busybox ``stat``
@@ -25,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from podsync.core.entry import DIR, FILE, LINK, Entry, Problem, Snapshot
 from podsync.core.excludes import Rules
-from podsync.core.paths import RelPath, ancestors, is_within
+from podsync.core.paths import RelPath, ancestors, basename, is_within, parent
 from podsync.engine.endpoint import DeleteItem, FileItem, WriteResult
 from podsync.engine.hintbuffer import HintBuffer
 from podsync.engine.shell import changes, scripts
@@ -37,6 +38,7 @@ from podsync.engine.shell.tarstream import Receive, Send, TarWriter
 from podsync.engine.throttle import Throttle
 from podsync.errors import AgentError, ProtocolError, SafetyHalt
 from podsync.limits import POLL_INTERVAL_SECONDS, STATE_DIR
+from podsync.replica.writer import file_mode
 from podsync.transport.base import Transport
 
 #: Upper bound for one listing or change script (a big tree over a slow link).
@@ -78,6 +80,8 @@ class ShellEndpoint:
         self._baseline: dict[RelPath, tuple[object, ...]] | None = None
         self.read_problems: list[Problem] = []
         self.stderr_tail: list[str] = []
+        #: Permission bits of files as last listed (a replaced file keeps its own).
+        self._perms: dict[RelPath, int] = {}
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self, watch: bool = True) -> None:
@@ -123,7 +127,16 @@ class ShellEndpoint:
         out = await self._run(scripts.scan_argv(self.root, list(under), self._prune_tests))
         if not out.startswith(b"=OK\n"):
             raise ProtocolError(f"the container's shell answered {out[:40]!r} to a listing")
-        return parse_records(out, 4, links=True, final=True)[0]
+        records = parse_records(out, 4, links=True, final=True)[0]
+        self._remember(records)
+        return records
+
+    def _remember(self, records: list[Record]) -> None:
+        for record in records:
+            if record.kind == FILE:
+                path, _ = record_path(record)
+                if path:
+                    self._perms[path] = record.mode & 0o777
 
     async def scan(self, under: Sequence[RelPath] = ()) -> Snapshot:
         roots = _minimal([p for p in under if not self._pruned_above(p)])
@@ -206,29 +219,22 @@ class ShellEndpoint:
             ["sh", "-c", _EXTRACT, "sh", self.root, stage], self._stderr
         )
         reader = asyncio.create_task(_read_all(channel.read))
-        done: list[tuple[RelPath, Entry]] = []
-        body: list[str] = []
+        uploads: list[changes.Upload] = []
+        groups: dict[RelPath, int] = {}
         try:
             writer = TarWriter(self._send_up(channel.write))
-            i = 0
             async for item in every():
                 staged = None
                 if item.entry.kind == FILE:
-                    staged = f"f{i}"
-                    exact = await writer.add_file(
-                        staged,
-                        item.entry.size,
-                        item.entry.mtime_ns // 10**9,
-                        0o755 if item.entry.executable else 0o644,
-                        item.chunks if item.chunks is not None else _nothing(),
-                    )
-                    if not exact or getattr(item.chunks, "changed", False):
-                        staged = None
-                body.append(changes.write_item(i, item.path, item.entry, item.expect, staged))
-                done.append((item.path, item.entry))
-                i += 1
-            paths = [p for p, _ in done]
-            script = changes.PRELUDE + "".join(body) + "echo =LIST\n" + scripts.listing_lines(paths)
+                    group = groups.setdefault(parent(item.path), len(groups))
+                    staged = f"{group}/{basename(item.path)}"
+                    ok = await self._stage(writer, staged, item)
+                    staged = staged if ok else None
+                uploads.append(
+                    changes.Upload(len(uploads), item.path, item.entry, item.expect, staged)
+                )
+            paths = [u.path for u in uploads]
+            script = changes.write_script(uploads) + "echo =LIST\n" + scripts.listing_lines(paths)
             await writer.add_bytes("script", script.encode("utf-8", "surrogateescape"))
             await writer.close()
             await channel.close_stdin()
@@ -238,7 +244,17 @@ class ShellEndpoint:
             reader.cancel()
             await channel.kill()
             raise
-        return self._results(out, code, [p for p, _ in done])
+        return self._results(out, code, [u.path for u in uploads])
+
+    async def _stage(self, writer: TarWriter, name: str, item: FileItem) -> bool:
+        """Stream one file into the archive; False when its content did not arrive whole.
+        Its mode is what the Python agent would give it: the replaced file's permission
+        bits (from the last scan) with the exec bits following the read bits."""
+        entry = item.entry
+        mode = file_mode(entry.executable, self._perms.get(item.path) if item.expect else None)
+        chunks = item.chunks if item.chunks is not None else _nothing()
+        exact = await writer.add_file(name, entry.size, entry.mtime_ns // 10**9, mode, chunks)
+        return exact and not getattr(item.chunks, "changed", False)
 
     def _send_up(self, send: Callable[[bytes], Awaitable[None]]) -> Send:
         async def paced(data: bytes) -> None:
@@ -257,6 +273,7 @@ class ShellEndpoint:
             return WriteResult({}, [Problem(p, problem) for p in paths])
         answers = changes.parse_answers(out[:at], len(paths))
         records = parse_records(out, at + 6, links=True, final=True)[0]
+        self._remember(records)
         entries = _entries_by_path(records)
         written: dict[RelPath, Entry | None] = {}
         for i in answers.done:
