@@ -3,7 +3,8 @@
 # (nothing can be pulled from a registry here):
 #   podsync-test-py:latest       busybox applets + Debian's python3 (stdlib, zlib, ctypes, hashlib)
 #   podsync-test-busybox:latest  busybox applets only (sh, tar, find, stat, ps ...), no python
-# Both: WORKDIR /app, CMD a long sleep. Idempotent: an up-to-date image is kept unless --force.
+# Both: WORKDIR /app, PID 1 an init that only reaps orphans. Idempotent: an up-to-date image
+# is kept unless --force.
 # Needs: docker (DOCKER_HOST honoured), busybox-static, python3 + its stdlib (apt: python3-minimal
 # libpython3-stdlib). Usage: tests/images/build.sh [--force]
 set -euo pipefail
@@ -72,6 +73,9 @@ base_rootfs() {
     done
     echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
     echo 'root:x:0:' >"$root/etc/group"
+    # PID 1 is busybox init with nothing to start: unlike a bare `sleep` it reaps orphans
+    # (within a second), so a killed command's children do not linger as zombies.
+    echo '# podsync test image: no services, init only reaps orphans' >"$root/etc/inittab"
 }
 
 import_image() {
@@ -80,7 +84,7 @@ import_image() {
         --change 'WORKDIR /app' \
         --change "LABEL podsync.recipe=$RECIPE" \
         --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-        --change 'CMD ["/bin/sleep", "2147483647"]' \
+        --change 'CMD ["/sbin/init"]' \
         - "$image" >/dev/null
     echo "build.sh: built $image ($(du -sh "$root" | cut -f1) rootfs)"
 }
