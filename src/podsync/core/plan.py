@@ -19,7 +19,20 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Mapping, Optional, Protocol, Set, Tuple, Type, Union
+from types import MappingProxyType
+from typing import (
+    AbstractSet,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Protocol,
+    Set,
+    Tuple,
+    Type,
+    Union,
+)
 
 from podsync.core.entry import DIR, LINK, Entry, Expect
 from podsync.core.paths import ROOT, RelPath, ancestors, depth_key, parent
@@ -152,15 +165,28 @@ class AncestorEntry:
 #: The last agreed state of a sync pair.
 Ancestor = Dict[RelPath, AncestorEntry]
 
+_EMPTY: Mapping[RelPath, Entry] = MappingProxyType({})
+
 
 def advance_ancestor(
-    ancestor: Mapping[RelPath, AncestorEntry], actions: Iterable[Action]
+    ancestor: Mapping[RelPath, AncestorEntry],
+    actions: Iterable[Action],
+    *,
+    sent: Mapping[RelPath, Entry] = _EMPTY,
+    written: Mapping[RelPath, Optional[Entry]] = _EMPTY,
+    failed: AbstractSet[RelPath] = frozenset(),
 ) -> Ancestor:
-    """The ancestor after ``actions`` all succeeded, assuming each written entry reads back
-    as sent. The engine overlays the entries its endpoints report (``WriteResult.written``)
-    and leaves out the paths of actions that failed."""
+    """The ancestor after ``actions`` ran.
+
+    By default every action is assumed to have succeeded with entries reading back as
+    planned. The engine passes what really happened: ``sent``, the source entry of each
+    transferred path as read (it may be newer than the scan); ``written``, the entry the
+    destination reports for each written path (``WriteResult.written``, in that side's own
+    clock precision; ``None`` counts as failed); ``failed``, the paths of actions that did
+    not happen (problems, expectation mismatches), which keep their previous state.
+    """
     out: Ancestor = dict(ancestor)
-    acts = list(actions)
+    acts = [a for a in actions if a.path not in failed]
     gone: Set[RelPath] = set()
     for act in acts:
         absent = isinstance(act, (Agree, Keep)) and act.local is None and act.remote is None
@@ -172,7 +198,12 @@ def advance_ancestor(
                 del out[key]
     for act in acts:
         if isinstance(act, (Upload, Download)):
-            out[act.path] = AncestorEntry(act.entry, act.entry)
+            source = sent.get(act.path, act.entry)
+            dest = written.get(act.path, act.entry)
+            if dest is None:
+                continue
+            pair = (source, dest) if isinstance(act, Upload) else (dest, source)
+            out[act.path] = AncestorEntry(*pair)
         elif isinstance(act, (Agree, Keep)) and (act.local is not None or act.remote is not None):
             out[act.path] = AncestorEntry(act.local, act.remote)
         elif isinstance(act, Conflict) and not act.resolved:

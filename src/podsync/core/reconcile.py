@@ -337,15 +337,18 @@ def _deleted(reason: str) -> str:
 
 
 def detect_mass_deletion(
-    ancestor: AncestorView, remote: SnapshotView, rules: ExcludeRules
+    ancestor: AncestorView, remote: SnapshotView, rules: ExcludeRules, *, side: str = "container"
 ) -> Optional[str]:
     """A message when the container side looks emptied or vanished, else None.
 
-    ``remote`` must be a full scan. Halts when the container shows no non-excluded entry
+    ``remote`` must be a full scan of that side. Halts when it shows no non-excluded entry
     while at least one agreed file exists, or when at least :data:`MASS_MIN` agreed files
     exist and more than half of them are gone at once. The engine stops with the message
-    instead of deleting local files.
+    instead of propagating the deletions. ``side="local"`` asks the same of a local scan
+    (an unmounted or wiped local folder must not empty the container either).
     """
+    if side not in ("container", "local"):
+        raise ValueError(f"side must be 'container' or 'local', not {side!r}")
     policy = Policy(rules)
     agreed = [
         k
@@ -358,16 +361,19 @@ def detect_mass_deletion(
     ]
     if not agreed:
         return None
+    other = "in the container" if side == "local" else "locally"
+    folder = "local folder" if side == "local" else "container folder"
     if not any(not policy.excluded(k, e) for k, e in remote.items()):
         return (
-            f"the container folder looks empty but {len(agreed)} synced file(s) were there;"
-            " halting instead of deleting the local copies (was the container recreated?)"
+            f"the {folder} looks empty but {len(agreed)} synced file(s) were there;"
+            f" halting instead of deleting them {other}"
+            + (" (was the container recreated?)" if side == "container" else "")
         )
     gone = sum(1 for k in agreed if remote.get(k) is None)
     if len(agreed) >= MASS_MIN and gone * 2 > len(agreed):
         return (
-            f"{gone} of {len(agreed)} synced files vanished from the container at once;"
-            " halting instead of deleting the local copies"
+            f"{gone} of {len(agreed)} synced files vanished from the {folder} at once;"
+            f" halting instead of deleting them {other}"
         )
     return None
 

@@ -415,3 +415,28 @@ def test_no_mass_deletion_for_small_or_new_trees() -> None:
     assert detect_mass_deletion(small, {RelPath("f0"): BASE}, Rules()) is None
     # Excluded agreed files do not count.
     assert detect_mass_deletion(agreed(a=BASE), {}, Rules(exclude=("a",))) is None
+
+
+def test_mass_deletion_of_the_local_side_is_detected_too() -> None:
+    message = detect_mass_deletion(agreed(a=BASE), {}, Rules(), side="local")
+    assert message is not None and "local folder" in message and "in the container" in message
+    with pytest.raises(ValueError):
+        detect_mass_deletion({}, {}, Rules(), side="elsewhere")
+
+
+def test_ancestor_takes_the_entries_really_sent_and_written() -> None:
+    a, b = RelPath("a"), RelPath("b")
+    plan = reconcile(
+        agreed(a=BASE, b=BASE), snap(a=MINE, b=MINE), snap(a=BASE, b=BASE), None, Rules()
+    )
+    coarse = Entry(FILE, 20, 200 * S)  # as the container reports it
+    newer = Entry(FILE, 21, 201 * S)  # the local file changed again before it was read
+    after = advance_ancestor(
+        agreed(a=BASE, b=BASE), plan.actions, sent={a: newer}, written={a: coarse}, failed={b}
+    )
+    assert after[a] == AncestorEntry(newer, coarse)
+    assert after[b] == AncestorEntry(BASE, BASE)  # failed: unchanged, retried next time
+    # The failed path is planned again; the written one is settled.
+    assert short(
+        reconcile(after, snap(a=newer, b=MINE), snap(a=coarse, b=BASE), None, Rules())
+    ) == ["upload b"]
