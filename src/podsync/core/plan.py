@@ -73,7 +73,11 @@ class Download:
 
 @dataclass(frozen=True)
 class DeleteRemote:
-    """Remove the container's ``path`` (a directory with everything below it)."""
+    """Remove the container's ``path`` (a directory with everything below it).
+
+    Scans do not list excluded paths, so the planner cannot see excluded content inside a
+    directory: the endpoint must leave such content in place (and the directory holding it).
+    """
 
     path: RelPath
     expect: Expect
@@ -82,7 +86,8 @@ class DeleteRemote:
 
 @dataclass(frozen=True)
 class DeleteLocal:
-    """Remove the local ``path`` (moved to the local trash)."""
+    """Remove the local ``path`` (moved to the local trash); excluded content inside a
+    directory stays, as for :class:`DeleteRemote`."""
 
     path: RelPath
     expect: Expect
@@ -140,9 +145,7 @@ class Keep:
 
 
 Action = Union[Upload, Download, DeleteRemote, DeleteLocal, SaveConflictCopy, Conflict, Agree, Keep]
-Delete = Union[DeleteRemote, DeleteLocal]
 Write = Union[Upload, Download]
-Record = Union[Conflict, Agree, Keep]
 
 
 @dataclass(frozen=True)
