@@ -16,6 +16,7 @@ from podsync.core.excludes import Rules
 from podsync.core.initial import REMOTE_NEWER, InitialResult, plan_initial_sync
 from podsync.core.paths import RelPath
 from podsync.core.plan import (
+    Action,
     Agree,
     AncestorEntry,
     Conflict,
@@ -444,3 +445,52 @@ def test_needs_digest_then_second_call_completes_the_plan() -> None:
 def test_keep_records_do_not_count_as_work() -> None:
     plan = Plan((Keep(RelPath("a"), None, OLD, "x"), Agree(RelPath("b"), OLD, OLD)))
     assert plan.is_empty() and plan.changes() == () and plan.summary() == "nothing to do"
+
+
+def test_plan_order_stages_and_redundant_deletions() -> None:
+    p = RelPath
+    acts: list[Action] = [
+        Agree(p("z"), OLD, OLD),
+        Upload(p("n/m"), OLD, None),
+        DeleteRemote(p("d/e"), OLD),
+        Upload(p("n"), D, None),
+        DeleteLocal(p("d/e"), OLD),  # other side: not redundant
+        DeleteRemote(p("d"), D),
+        DeleteRemote(p("x/y/z"), OLD),
+        DeleteRemote(p("x/y"), D),
+        SaveConflictCopy(p("q"), NEW),
+        Conflict(p("q"), OLD, NEW, "r", resolved=True),
+        Upload(p("q"), OLD, NEW),
+    ]
+    plan = Plan.of(acts)
+    assert short(plan) == [
+        "save-copy q",
+        "delete-local d/e",
+        "delete-remote x/y",
+        "delete-remote d",
+        "upload n",
+        "upload q",
+        "upload n/m",
+        "conflict q",
+    ]
+    assert plan.actions[-1] == Agree(p("z"), OLD, OLD)
+
+
+def test_describe_names_every_action() -> None:
+    p = RelPath("p")
+    plan = Plan(
+        (
+            SaveConflictCopy(p, OLD, "why"),
+            DeleteLocal(p, LINK_A, "gone"),
+            Download(p, D, None, "new"),
+            Keep(p, None, OLD, "kept"),
+        )
+    )
+    assert plan.describe(verbose=True) == [
+        "save copy     p (10 B, why)",
+        "delete local  p (link -> a, gone)",
+        "download      p (dir, new)",
+        "keep          p (local absent, container 10 B, kept)",
+    ]
+    assert plan.describe() == plan.describe(verbose=True)[:3]
+    assert plan.summary() == "download 1 (0 B), delete local 1, conflict copies 1"
