@@ -121,3 +121,16 @@ def test_scan_of_10k_files_is_one_exec_and_fast(box: Box) -> None:
     assert len(snap) == 10_100
     print(f"shell agent: scan of 10,100 entries via docker exec took {elapsed * 1000:.0f} ms")
     assert elapsed < 5
+
+
+def test_scan_under_thousands_of_paths_falls_back_to_one_listing(box: Box) -> None:
+    box.sh(
+        "cd /app && mkdir -p other && : > other/x && i=0; while [ $i -lt 3000 ]; do "
+        ": > a-rather-long-file-name-to-fill-the-command-line-$i.txt; i=$((i+1)); done"
+    )
+    names = [
+        RelPath(f"a-rather-long-file-name-to-fill-the-command-line-{i}.txt") for i in range(3000)
+    ]
+    ep = box.endpoint()
+    snap = run(ep.scan([*names, RelPath("missing")]))
+    assert sorted(snap) == sorted(names)  # 'other' was listed but not asked for

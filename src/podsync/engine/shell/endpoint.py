@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from podsync.core.entry import DIR, FILE, LINK, Entry, Problem, Snapshot
 from podsync.core.excludes import Rules
-from podsync.core.paths import RelPath, ancestors, basename, is_within, parent
+from podsync.core.paths import RelPath, ancestors, basename, parent
 from podsync.engine.endpoint import DeleteItem, FileItem, WriteResult
 from podsync.engine.hintbuffer import HintBuffer
 from podsync.engine.shell import changes, scripts
@@ -150,7 +150,8 @@ class ShellEndpoint:
         if whole and not under:
             self._baseline = _signatures(records, snapshot)
         elif whole:
-            snapshot = {p: e for p, e in snapshot.items() if any(is_within(p, r) for r in roots)}
+            wanted = set(roots)
+            snapshot = {p: e for p, e in snapshot.items() if p in wanted or _below(p, wanted)}
         return snapshot
 
     def _pruned_above(self, path: RelPath) -> bool:
@@ -351,11 +352,13 @@ def _signatures(records: list[Record], snapshot: Snapshot) -> dict[RelPath, tupl
 
 
 def _minimal(paths: Sequence[RelPath]) -> list[RelPath]:
-    """Drop paths lying below another given path."""
-    chosen: list[RelPath] = []
-    for p in sorted(set(paths), key=lambda q: (q.count("/"), q)):
-        if p == "":
-            return [RelPath("")]
-        if not any(is_within(p, c) for c in chosen):
-            chosen.append(p)
-    return sorted(chosen)
+    """Drop paths lying below another given path (O(paths x depth))."""
+    unique = set(paths)
+    if RelPath("") in unique:
+        return [RelPath("")]
+    return sorted(p for p in unique if not _below(p, unique))
+
+
+def _below(path: RelPath, roots: set[RelPath]) -> bool:
+    """True when a proper ancestor of ``path`` is in ``roots``."""
+    return any(a in roots for a in ancestors(path))
