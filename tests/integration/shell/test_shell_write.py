@@ -161,3 +161,29 @@ def test_long_unicode_names_and_many_folders_in_one_batch(box: Box) -> None:
     assert box.read(f"/app/{long_dir}/{'é' * 70}-2.txt") == b"n2"
     assert box.sh("find /app/f0 /app/f1 -type f | wc -l").strip() == b"1200"
     assert staging_dirs(box) == b""
+
+
+def test_an_interrupted_upload_leaves_no_staging_dir_and_no_process(box: Box) -> None:
+    box.sh("printf old > /app/f")
+    ep = box.endpoint()
+    started = asyncio.Event()
+
+    async def endless() -> AsyncIterator[bytes]:
+        yield b"x" * 65536
+        started.set()
+        await asyncio.sleep(3600)  # the sender stalls: the upload is cancelled meanwhile
+        yield b""
+
+    async def scenario() -> None:
+        item = FileItem(RelPath("f"), Entry(FILE, 1 << 20, 0), ANY, endless())
+        task = asyncio.create_task(ep.write(items_of([item])))
+        await asyncio.wait_for(started.wait(), 30)
+        assert await asyncio.to_thread(staging_dirs, box) != b""
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(scenario())
+    assert staging_dirs(box) == b""
+    assert box.read("/app/f") == b"old"
+    assert [p for p in box.processes() if "tar" in p or "sh -c" in p] == []

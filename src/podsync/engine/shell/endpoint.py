@@ -21,6 +21,7 @@ shell can frame).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
@@ -36,10 +37,10 @@ from podsync.engine.shell.probe import ShellCapabilities, probe
 from podsync.engine.shell.reading import ShellSourceFile, digest_script, parse_digests, read_files
 from podsync.engine.shell.tarstream import Receive, Send, TarWriter
 from podsync.engine.throttle import Throttle
-from podsync.errors import AgentError, ProtocolError, SafetyHalt
+from podsync.errors import AgentError, PodsyncError, ProtocolError, SafetyHalt
 from podsync.limits import POLL_INTERVAL_SECONDS, STATE_DIR
 from podsync.replica.writer import file_mode
-from podsync.transport.base import Transport
+from podsync.transport.base import Channel, Transport
 
 #: Upper bound for one listing or change script (a big tree over a slow link).
 EXEC_TIMEOUT = 600.0
@@ -88,7 +89,7 @@ class ShellEndpoint:
         """Probe the tools (unless given) and create the root if it is missing."""
         if self._caps is None:
             self._caps = await probe(self.transport)
-        result = await self.transport.run(["mkdir", "-p", "--", self.root], timeout=60)
+        result = await self.transport.run(["sh", "-c", _PREPARE, "sh", self.root], timeout=60)
         if result.exit_code != 0:
             raise AgentError(
                 f"{self.transport.description}: cannot create {self.root}: "
@@ -243,7 +244,7 @@ class ShellEndpoint:
             code = await channel.wait()
         except BaseException:
             reader.cancel()
-            await channel.kill()
+            await _abort(channel)
             raise
         return self._results(out, code, [u.path for u in uploads])
 
@@ -310,6 +311,23 @@ mkdir -- "$S" || exit 4
 tar -x -o -f - -C "$S" || exit 5
 . "./$S/script"
 """
+
+
+#: ``sh -c PREPARE sh ROOT``: create the root; remove staging dirs an interrupted upload
+#: left behind over an hour ago (younger ones may belong to another running sync).
+_PREPARE = (
+    'mkdir -p -- "$1" && cd -- "$1" && { find . -maxdepth 1 -name ".podsync-stage-*" -mmin +60'
+    " -exec rm -rf {} + 2>/dev/null; true; }"
+)
+
+
+async def _abort(channel: Channel) -> None:
+    """End an upload: closing stdin first lets ``tar`` see a cut archive and the script's
+    EXIT trap remove the staging dir before the process is killed."""
+    with contextlib.suppress(PodsyncError, OSError, asyncio.TimeoutError):
+        await channel.close_stdin()
+        await asyncio.wait_for(channel.wait(), 5)
+    await channel.kill()
 
 
 async def _nothing() -> AsyncIterator[bytes]:
