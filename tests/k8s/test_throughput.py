@@ -83,8 +83,8 @@ def test_websocket_exec_is_at_least_as_fast_as_kubectl(
     digest = hashlib.sha256(data).digest()
 
     best_ws, best_kubectl = float("inf"), float("inf")
-    # Best of three, alternating: 2 cores shared by both clients, the emulator, dockerd.
-    for _ in range(3):
+    # Best of four, alternating: 2 cores shared by both clients, the emulator, dockerd.
+    for _ in range(4):
         t = KubernetesTransport(pod, pod, "default", access, mode="websocket")
         elapsed, out = asyncio.run(_through_websocket(t, data))
         assert hashlib.sha256(out).digest() == digest

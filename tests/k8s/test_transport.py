@@ -227,3 +227,38 @@ def test_exec_credential_plugin_token_is_refreshed_per_dial(
 
     assert asyncio.run(go()) == [0, 0]
     assert len(counter.read_text().split()) >= calls_before + 2
+
+
+def test_container_without_a_shell(k8s: K8sApi, access: ApiAccess) -> None:
+    if "shell-less" not in k8s.emulator.kubelet.image_map:
+        pytest.skip("podsync-test-shell-less image not built")
+    name = f"noshell-{uuid.uuid4().hex[:6]}"
+    k8s.create_pod(name, containers=[("main", "shell-less")])
+    data = os.urandom(1 << 20)
+
+    async def go() -> tuple[bytes, int, bytes]:
+        t = transport(access, name)
+        ch = await t.spawn(["/busybox", "cat"], lambda line: None)
+        out = await pipe_through(ch, data)
+        code = await ch.wait()
+        res = await t.run(["/busybox", "sh", "-c", "exit 6"])
+        return out, code + res.exit_code, (await t.run(["/busybox", "echo", "ok"])).stdout
+
+    out, codes, echoed = asyncio.run(go())
+    assert out == data and codes == 6 and echoed == b"ok\n"
+
+
+def test_stderr_before_stdout_does_not_stall(access: ApiAccess, pod: str) -> None:
+    lines: list[str] = []
+    script = "i=0; while [ $i -lt 10000 ]; do echo err-line-$i >&2; i=$((i+1)); done; echo done"
+
+    async def go() -> tuple[bytes, int]:
+        ch = await transport(access, pod).spawn(["sh", "-c", script], lines.append)
+        out = b""
+        while block := await ch.read(100):
+            out += block
+        return out, await ch.wait()
+
+    out, code = asyncio.run(go())
+    assert (out, code) == (b"done\n", 0)
+    assert len(lines) == 10000 and lines[-1] == "err-line-9999"  # > 64 KiB pipe

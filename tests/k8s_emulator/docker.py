@@ -31,6 +31,7 @@ KEEPALIVE = ("sh", "-c", "while :; do sleep 3600; done")
 
 PY_IMAGE = "podsync-test-py:latest"
 BUSYBOX_IMAGE = "podsync-test-busybox:latest"
+SHELL_LESS_IMAGE = "podsync-test-shell-less:latest"
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def ensure_test_images(repo_root: Path) -> list[str]:
                 capture_output=True,
                 check=False,
             )
-    return [img for img in (PY_IMAGE, BUSYBOX_IMAGE) if image_exists(img)]
+    return [img for img in (PY_IMAGE, BUSYBOX_IMAGE, SHELL_LESS_IMAGE) if image_exists(img)]
 
 
 def docker_env() -> dict[str, str]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .docker import BUSYBOX_IMAGE, PY_IMAGE, ensure_test_images
+from .docker import BUSYBOX_IMAGE, PY_IMAGE, SHELL_LESS_IMAGE, ensure_test_images
 from .emulator import Emulator
 from .pods import Obj
 
@@ -116,13 +116,19 @@ class K8sApi:
 
 
 def start_k8s_api(tmp_dir: Path, image_map: Mapping[str, str] | None = None) -> K8sApi:
-    """Start an emulator (images built if needed) and write its kubeconfig into ``tmp_dir``."""
+    """Start an emulator (images built if needed) and write its kubeconfig into ``tmp_dir``.
+
+    Pod images map to local test images: ``busybox``, ``python``, ``shell-less`` by name,
+    ``image_map`` entries (exact or without tag), and anything else to the python image."""
     os.environ.setdefault("DOCKER_HOST", "unix:///tmp/podsync-docker/docker.sock")
     available = set(ensure_test_images(REPO_ROOT))
     if BUSYBOX_IMAGE not in available:
         raise RuntimeError("no test image could be built (podsync-test-busybox)")
     python = PY_IMAGE if PY_IMAGE in available else BUSYBOX_IMAGE
-    mapping = {"busybox": BUSYBOX_IMAGE, "python": python, **(image_map or {})}
+    mapping = {"busybox": BUSYBOX_IMAGE, "python": python}
+    if SHELL_LESS_IMAGE in available:
+        mapping["shell-less"] = SHELL_LESS_IMAGE
+    mapping.update(image_map or {})
     emulator = Emulator(image_map=mapping, default_image=python, local_images=available).start()
     kubeconfig = emulator.write_kubeconfig(tmp_dir / "kubeconfig")
     return K8sApi(emulator=emulator, kubeconfig_path=kubeconfig)

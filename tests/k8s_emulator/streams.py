@@ -27,6 +27,7 @@ from .pods import Pod, PodStore
 from .server import Switches, not_found, status
 
 READ_CHUNK = 256 * 1024
+OCI_FAILURE = b"OCI runtime exec failed"
 CLOSE_CHANNEL = 255
 
 
@@ -111,13 +112,16 @@ class Streams:
         reader = asyncio.ensure_future(self._from_client(ws, proc, v5))
         try:
             assert proc.stdout is not None and proc.stderr is not None
-            await asyncio.gather(
-                self._to_client(ws, proc.stdout, 1), self._to_client(ws, proc.stderr, 2)
-            )
+            # stderr flows from the start: a command may fill it before writing any stdout.
+            errors = asyncio.ensure_future(self._to_client(ws, proc.stderr, 2))
+            first, failed = await self._exec_failure(proc, proc.stdout)
+            if failed is None:
+                await self._to_client(ws, proc.stdout, 1, first)
+            await errors
             code = await proc.wait()
             if not ws.closed:
-                payload = json.dumps(exit_status(code, command)).encode()
-                await ws.send_bytes(b"\x03" + payload)
+                status = exit_status(code, command) if failed is None else failed
+                await ws.send_bytes(b"\x03" + json.dumps(status).encode())
                 await ws.close()
         except (ConnectionError, RuntimeError):
             pass
@@ -127,10 +131,30 @@ class Streams:
                 proc.kill()
             await proc.wait()
 
+    async def _exec_failure(
+        self, proc: asyncio.subprocess.Process, stdout: asyncio.StreamReader
+    ) -> tuple[bytes, dict[str, Any] | None]:
+        """(first stdout bytes, the Status a kubelet sends when the command cannot start).
+
+        ``docker exec -i`` prints the runtime's refusal (binary missing) on stdout and exits
+        126/127; a kubelet sends it on the error channel instead, with no exit code."""
+        first = await stdout.read(READ_CHUNK)
+        if not first.startswith(OCI_FAILURE):
+            return first, None
+        first += await stdout.read()
+        if await proc.wait() not in (126, 127):
+            return first, None
+        text = first.decode("utf-8", "replace").strip()
+        message = f"Internal error occurred: error executing command in container: {text}"
+        return b"", {"metadata": {}, "status": "Failure", "message": message,
+                     "reason": "InternalError", "code": 500}  # fmt: skip
+
     async def _to_client(
-        self, ws: web.WebSocketResponse, src: asyncio.StreamReader, ch: int
+        self, ws: web.WebSocketResponse, src: asyncio.StreamReader, ch: int, first: bytes = b""
     ) -> None:
         prefix = bytes([ch])
+        if first and not ws.closed:
+            await ws.send_bytes(prefix + first)
         while chunk := await src.read(READ_CHUNK):
             if ws.closed:
                 return

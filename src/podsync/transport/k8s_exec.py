@@ -39,6 +39,8 @@ SUBPROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 V5 = "v5.channel.k8s.io"
 STDIN_CHUNK = 256 * 1024
 STDOUT_QUEUE = 16
+#: A stderr "line" longer than this is delivered in pieces (memory stays bounded).
+MAX_STDERR_LINE = 1 << 16
 #: Bytes the socket may buffer before ``write`` waits: a few messages in flight keep the pipe
 #: full without letting memory grow.
 WRITE_LIMIT = 1 << 20
@@ -201,7 +203,7 @@ class WebSocketExecChannel:
     def _stderr(self, data: bytes, final: bool = False) -> None:
         self._stderr_tail += data
         *lines, self._stderr_tail = self._stderr_tail.split(b"\n")
-        if final and self._stderr_tail:
+        if (final or len(self._stderr_tail) > MAX_STDERR_LINE) and self._stderr_tail:
             lines, self._stderr_tail = [*lines, self._stderr_tail], b""
         for line in lines:
             with contextlib.suppress(Exception):
@@ -261,6 +263,8 @@ class WebSocketExecChannel:
                 await self._ws.send(bytes([CLOSE, STDIN]))
 
     async def wait(self) -> int:
+        """The exit code (-1 when the connection ended without one). As with a pipe, stdout
+        must be read to its end, or a command with unread output cannot finish."""
         await asyncio.shield(self._reader)
         return self._exit if self._exit is not None else -1
 

@@ -233,6 +233,11 @@ class KubernetesTransport:
         channel = await self._open(wrap(argv), startup, stdin=True)
         try:
             line = await asyncio.wait_for(channel.read_line(), START_TIMEOUT_SECONDS)
+        except TimeoutError:
+            await channel.kill()
+            raise TransportError(
+                f"{self.description}: {argv[0]} did not start within {START_TIMEOUT_SECONDS:g} s"
+            ) from None
         except BaseException:
             await channel.kill()
             raise
