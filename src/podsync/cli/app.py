@@ -22,7 +22,7 @@ from podsync.cli import flags as cliflags
 from podsync.cli import views
 from podsync.engine.spec import RunOptions, SyncSpec
 from podsync.engine.status import read_status, status_path
-from podsync.errors import EXIT_USAGE, ConfigError, NotImplementedYet, PodsyncError
+from podsync.errors import EXIT_USAGE, ConfigError, PodsyncError
 from podsync.limits import STATE_DIR
 
 if TYPE_CHECKING:
@@ -81,11 +81,16 @@ def _root(
     """podsync keeps a local folder and a container folder identical (devspace.yaml dev.sync)."""
 
 
-def _run(specs: list[SyncSpec], options: RunOptions) -> None:
+def _run(specs: list[SyncSpec], options: RunOptions, dev: bool = False) -> None:
     # imported here: the engine is heavy and not needed by list/status/add or usage errors
-    from podsync.engine import runner
+    from podsync.engine import devmode, runner
 
-    code = runner.run(specs, options)
+    hook = None
+    if dev and options.terminal:
+        hook = devmode.terminal_hook
+    elif dev:
+        hook = devmode.logs_hook
+    code = runner.run(specs, options, after_initial=hook)
     if code:
         raise typer.Exit(code)
 
@@ -222,17 +227,20 @@ def dev_command(
     terminal: Annotated[
         bool, typer.Option("--terminal", help="Open a terminal in the container.")
     ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Log every batch.")] = False,
 ) -> None:
-    """Run every dev.sync entry of devspace.yaml until Ctrl-C."""
+    """Run every dev.sync entry of devspace.yaml until Ctrl-C, streaming container logs."""
     cfg = cfgmod.load_config(config or DEFAULT_CONFIG)
     if not cfg.sync:
         raise ConfigError(
             f"{cfg.display}: dev.sync is empty; add an entry with "
             "`podsync add sync --local=PATH --container=PATH`"
         )
-    if terminal:
-        raise NotImplementedYet("--terminal: opening a terminal in the container has not landed")
-    _run(cfgmod.to_sync_specs(cfg, cfg.root / STATE_DIR), RunOptions())
+    _run(
+        cfgmod.to_sync_specs(cfg, cfg.root / STATE_DIR),
+        RunOptions(terminal=terminal, verbose=verbose),
+        dev=True,
+    )
 
 
 @add_app.command("sync")

@@ -7,6 +7,7 @@ Owns: turning a TargetSpec into a connected remote Endpoint. May import: ``podsy
 from __future__ import annotations
 
 import collections
+import os
 import shlex
 from dataclasses import dataclass
 from typing import Any
@@ -16,9 +17,53 @@ from podsync.core.excludes import Rules
 from podsync.engine.agent_endpoint import AgentEndpoint
 from podsync.engine.spec import SyncSpec, TargetSpec
 from podsync.engine.throttle import Throttle
-from podsync.errors import AgentError, NotImplementedYet, UsageError
+from podsync.errors import AgentError, UsageError
 from podsync.limits import COMPRESS_BELOW_LINK_BYTES_PER_SECOND
 from podsync.transport.base import Transport
+
+
+async def open_transport(spec: SyncSpec, log: Any) -> Transport:
+    """The transport for ``spec.target``; for Kubernetes this selects the pod first (waiting
+    for a Running and Ready one, saying what it waits for)."""
+    target = spec.target
+    if target.kind != "kubernetes":
+        return make_transport(target)
+    from podsync.transport.kubernetes import open_kubernetes_target
+
+    def on_wait(waiting: Any) -> None:
+        log(f"waiting for a pod: {waiting.message}")
+
+    return await open_kubernetes_target(
+        target, timeout=pod_wait_seconds(), on_wait=on_wait, last_built_tag=_last_built_tag(spec)
+    )
+
+
+def pod_wait_seconds() -> float:
+    """How long to wait for a Running and Ready pod (PODSYNC_POD_WAIT_SECONDS, default 300)."""
+    raw = os.environ.get("PODSYNC_POD_WAIT_SECONDS", "")
+    try:
+        return max(1.0, float(raw)) if raw else 300.0
+    except ValueError:
+        raise UsageError(
+            f"PODSYNC_POD_WAIT_SECONDS={raw!r}: expected a number of seconds"
+        ) from None
+
+
+def _last_built_tag(spec: SyncSpec) -> str | None:
+    """The tag DevSpace recorded for ``imageName`` in ``.devspace/generated.yaml``, if any."""
+    name = spec.target.image_name
+    path = spec.state_dir / "generated.yaml"
+    if not name or not path.is_file():
+        return None
+    from ruamel.yaml import YAML
+
+    from podsync.transport.k8s_select import last_built_tags
+
+    try:
+        data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    except Exception:  # a broken cache file is ignored, as DevSpace would rebuild it
+        return None
+    return last_built_tags(data if isinstance(data, dict) else {}).get(name)
 
 
 def make_transport(target: TargetSpec) -> Transport:
@@ -37,8 +82,6 @@ def make_transport(target: TargetSpec) -> Transport:
 
         assert target.host is not None
         return SshTransport(target.host)
-    if target.kind == "kubernetes":
-        raise NotImplementedYet("Kubernetes targets are not wired into the engine yet (issue 4)")
     raise UsageError(f"unknown target kind {target.kind!r}")
 
 
@@ -85,10 +128,17 @@ def _choose_agent(found: Probe, spec: SyncSpec) -> tuple[str, str]:
 
 
 async def connect(
-    spec: SyncSpec, rules: Rules, *, watch: bool, log: Any, transport: Transport | None = None
+    spec: SyncSpec,
+    rules: Rules,
+    *,
+    watch: bool,
+    log: Any,
+    say: Any = None,
+    transport: Transport | None = None,
 ) -> Remote:
-    """Probe the target, install and start the right agent, and return the endpoint."""
-    transport = transport or make_transport(spec.target)
+    """Probe the target, install and start the right agent, and return the endpoint.
+    ``log`` receives the agent's stderr lines; ``say`` what the user should see (waiting)."""
+    transport = transport or await open_transport(spec, say or log)
     found = await probe(transport)
     kind, why = _choose_agent(found, spec)
     root = await remote_root(transport, spec)

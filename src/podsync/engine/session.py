@@ -70,6 +70,10 @@ class Session:
         self.L: Snapshot = {}
         self.R: Snapshot = {}
         self.initial_done = asyncio.Event()
+        #: Set once connected; ``transport`` is then the current one (podsync dev streams the
+        #: selected container's logs through it).
+        self.connected = asyncio.Event()
+        self.transport: Any = None
         self.conflict_count = 0
         self.executor: Executor | None = None
         self._remote_desc = spec.target.describe()
@@ -178,7 +182,10 @@ class Session:
                 self.rules,
                 watch=watch,
                 log=lambda line: self.log.write(spec.name, "AGENT", line),
+                say=self.say,
             )
+            self.transport = remote.transport
+            self.connected.set()
             self.board.update(
                 spec.name,
                 agent=remote.why,

@@ -89,3 +89,5 @@ class RunOptions:
     watch: bool = True
     dry_run: bool = False
     verbose: bool = False
+    #: podsync dev --terminal: a shell in the first entry's container instead of logs.
+    terminal: bool = False

@@ -1,0 +1,128 @@
+"""`podsync dev` after the initial syncs: stream the selected containers' logs, or open a
+terminal in the first one.
+
+Owns: multi-container log streaming (each line prefixed and coloured by container) and the
+``--terminal`` shell. May import: the standard library, rich, ``podsync.transport``.
+
+Log streaming follows each sync: when a pod is replaced and the sync reconnects to the new one,
+the stream moves to the new pod too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.text import Text
+
+from podsync.engine.session import Session
+
+COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "red")
+
+
+async def stream_logs(sessions: Sequence[Session], console: Console | None = None) -> None:
+    """Until cancelled: every session's current container log, line by line."""
+    out = console or Console(highlight=False, soft_wrap=True)
+    lock = threading.Lock()
+    await asyncio.gather(
+        *(
+            _follow(session, COLOURS[i % len(COLOURS)], out, lock)
+            for i, session in enumerate(sessions)
+        )
+    )
+
+
+async def _follow(session: Session, colour: str, out: Console, lock: threading.Lock) -> None:
+    while True:
+        await session.connected.wait()
+        transport = session.transport
+        target = getattr(transport, "target", None)
+        api = getattr(transport, "api", None)
+        if target is None or api is None:
+            return  # not a Kubernetes target: nothing to stream
+        prefix = f"[{target.pod}:{target.container}] "
+        stop = threading.Event()
+        try:
+            await asyncio.to_thread(_read_log, api, target, colour, prefix, out, lock, stop)
+        finally:
+            stop.set()
+        # The stream ended (pod gone or restarted): wait for the sync to move on.
+        while session.transport is transport:
+            await asyncio.sleep(0.5)
+
+
+def _read_log(
+    api: Any,
+    target: Any,
+    colour: str,
+    prefix: str,
+    out: Console,
+    lock: threading.Lock,
+    stop: threading.Event,
+) -> None:
+    from podsync.transport.kubeconfig import core_v1
+
+    try:
+        response = core_v1(api).read_namespaced_pod_log(
+            name=target.pod,
+            namespace=target.namespace,
+            container=target.container,
+            follow=True,
+            tail_lines=100,
+            _preload_content=False,
+        )
+    except Exception as exc:  # the pod went away between selection and here
+        with lock:
+            out.print(Text(prefix + f"(logs unavailable: {type(exc).__name__})", style=colour))
+        return
+    pending = b""
+    try:
+        for chunk in response.stream(4096):
+            if stop.is_set():
+                return
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            with lock:
+                for line in lines:
+                    text = Text(prefix, style=f"bold {colour}")
+                    text.append(line.decode("utf-8", "replace"))
+                    out.print(text)
+    except Exception:  # connection closed: the caller waits for the next pod
+        return
+    finally:
+        with contextlib.suppress(Exception):
+            response.release_conn()
+
+
+async def open_terminal(session: Session) -> int:
+    """An interactive shell in the session's container (kubectl exec -it); its exit code."""
+    await session.connected.wait()
+    target = session.transport.target
+    api = session.transport.api
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        print("podsync: --terminal needs kubectl on PATH", file=sys.stderr)
+        return 1
+    argv = [kubectl]
+    if api.context:
+        argv += ["--context", api.context]
+    argv += ["exec", "-it", "-n", target.namespace, target.pod, "-c", target.container, "--"]
+    argv += ["sh", "-c", "command -v bash >/dev/null && exec bash || exec sh"]
+    return await asyncio.to_thread(lambda: subprocess.call(argv))
+
+
+async def logs_hook(sessions: Sequence[Session]) -> None:
+    """runner hook for `podsync dev`: stream logs until Ctrl-C."""
+    await stream_logs(sessions)
+
+
+async def terminal_hook(sessions: Sequence[Session]) -> None:
+    """runner hook for `podsync dev --terminal`: when the shell exits, podsync stops."""
+    await open_terminal(sessions[0])
