@@ -74,6 +74,12 @@ def reconcile(
 ) -> Plan:
     """Plan the propagation of changes made since ``ancestor`` (see the module docstring).
 
+    A side changed when its entry differs from its own recorded one *exactly* (a side
+    reports mtimes at a constant precision, and a same-size edit within one second must
+    not be missed); ``granularity_ns`` (the coarser clock) only applies when comparing one
+    side with the other. So the ancestor must hold each side's own entries: pass the
+    entries endpoints report as written to :func:`~podsync.core.plan.advance_ancestor`.
+
     ``paths``: the hinted paths (``None`` or a hint of the root ``""``: everything). Each
     hinted path is decided with its whole subtree, starting at its topmost ancestor that is
     not an agreed directory on both sides. ``local``/``remote`` must hold at least those
@@ -143,10 +149,10 @@ class _Reconciler:
         return (None, None, False) if an is None else (an.local, an.remote, an.conflict)
 
     def l_changed(self, k: RelPath) -> bool:
-        return not same(self.local.get(k), self.was(k)[0], self.g)
+        return not same(self.local.get(k), self.was(k)[0])
 
     def r_changed(self, k: RelPath) -> bool:
-        return not same(self.remote.get(k), self.was(k)[1], self.g)
+        return not same(self.remote.get(k), self.was(k)[1])
 
     def excluded(self, k: RelPath) -> bool:
         a_l, a_r, _ = self.was(k)
@@ -226,17 +232,20 @@ class _Reconciler:
         for k in keys[1:]:
             self.out.append(Keep(k, self.local.get(k), self.remote.get(k), "inside a conflict"))
 
-    def settled_pair(self, k: RelPath, src: Optional[Entry], dst: Optional[Entry]) -> bool:
-        """True (after recording agreement if needed) when nothing has to move at ``k``."""
-        a_l, a_r, conflict = self.was(k)
+    def settled_pair(self, k: RelPath, up: bool) -> bool:
+        """True (after recording agreement if needed) when nothing has to move at ``k``
+        while copying a subtree towards the container (``up``) or the local side."""
         lo, re = self.local.get(k), self.remote.get(k)
-        unchanged = same(lo, a_l, self.g) and same(re, a_r, self.g)
-        if conflict and unchanged:
-            return True  # a recorded conflict stays until one side changes it
-        if not same(src, dst, self.g):
+        l_chg, r_chg = self.l_changed(k), self.r_changed(k)
+        if not l_chg and not r_chg:
+            return True  # nothing happened here; a pair recorded apart stays apart
+        src, dst = (lo, re) if up else (re, lo)
+        src_chg, dst_chg = (l_chg, r_chg) if up else (r_chg, l_chg)
+        # Only the source changed: any difference from the untouched destination is real,
+        # even one finer than the coarser clock (a same-size edit within one second).
+        if not same(src, dst, 1 if src_chg and not dst_chg else self.g):
             return False
-        recorded = k in self.a
-        if not (recorded and unchanged and not conflict) and (recorded or lo or re):
+        if lo is not None or re is not None or k in self.a:
             self.out.append(Agree(k, lo, re, "same on both sides"))
         return True
 
@@ -259,7 +268,7 @@ class _Reconciler:
         for k in keys:
             s, d = src.get(k), dst.get(k)
             after[k] = d
-            if self.settled_pair(k, s, d) or not allowed(k, self.local.get(k), self.remote.get(k)):
+            if self.settled_pair(k, up) or not allowed(k, self.local.get(k), self.remote.get(k)):
                 continue
             if s is not None and parent(k) != top and not _is_dir(after.get(parent(k))):
                 continue  # its parent stays something else there (kept apart or blocked)

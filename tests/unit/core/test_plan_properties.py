@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -150,19 +151,36 @@ def _matches(expect: object, current: Entry | None) -> bool:
     return current is not None and expect.same_content(current)
 
 
-def apply(plan: Plan, local: Snap, remote: Snap, mode: Mode) -> tuple[Snap, Snap]:
-    """Execute ``plan`` on copies of both sides, asserting every safety rule on the way."""
+def coarse(e: Entry) -> Entry:
+    """``e`` as a side with a one-second mtime clock stores it."""
+    return replace(e, mtime_ns=e.mtime_ns // S * S) if e.kind == FILE else e
+
+
+def coarsen(snap: Snap) -> Snap:
+    return {k: coarse(v) for k, v in snap.items()}
+
+
+def apply(
+    plan: Plan, local: Snap, remote: Snap, mode: Mode, coarse_remote: bool = False
+) -> tuple[Snap, Snap, dict[RelPath, Entry | None]]:
+    """Execute ``plan`` on copies of both sides, asserting every safety rule on the way.
+    Returns both sides and the entries written as each destination stores them."""
     local, remote = dict(local), dict(remote)
+    written: dict[RelPath, Entry | None] = {}
     for act in plan.actions:
         assert relpath(act.path) == act.path and act.path != ROOT
         if isinstance(act, (Upload, DeleteRemote, SaveConflictCopy)):
-            _act_on(act, remote, mode.up_ok, mode)
+            _act_on(act, remote, mode.up_ok, mode, coarse_remote)
+            if isinstance(act, Upload):
+                written[act.path] = remote[act.path]
         elif isinstance(act, (Download, DeleteLocal)):
-            _act_on(act, local, mode.down_ok, mode)
-    return local, remote
+            _act_on(act, local, mode.down_ok, mode, False)
+            if isinstance(act, Download):
+                written[act.path] = local[act.path]
+    return local, remote, written
 
 
-def _act_on(act: Action, side: Snap, ok: object, mode: Mode) -> None:
+def _act_on(act: Action, side: Snap, ok: object, mode: Mode, coarse_clock: bool) -> None:
     assert callable(ok)
     p = act.path
     if isinstance(act, SaveConflictCopy):
@@ -181,7 +199,7 @@ def _act_on(act: Action, side: Snap, ok: object, mode: Mode) -> None:
     assert old is None or (old.kind == DIR) == (act.entry.kind == DIR), "dir replaced in place"
     up = parent(p)
     assert up == ROOT or (up in side and side[up].kind == DIR), f"{act}: parent missing"
-    side[p] = act.entry
+    side[p] = coarse(act.entry) if coarse_clock else act.entry
 
 
 def digests_for(result: InitialResult, equal: bool) -> dict[RelPath, tuple[str | None, str | None]]:
@@ -251,6 +269,9 @@ def test_initial_sync_converges_and_is_idempotent(
     equal: bool,
 ) -> None:
     mode = Mode(rules, *m)
+    coarse_remote = gran == S  # the container's clock has whole seconds
+    if coarse_remote:
+        remote = coarsen(remote)
     result = initial(local, remote, mode, download, gran, equal)
     assert result.needs_digest == ()
     if mode.download_only:
@@ -258,8 +279,9 @@ def test_initial_sync_converges_and_is_idempotent(
     else:
         assert not result.plan.downloads or all(d.expect is None for d in result.plan.downloads)
         assert not result.plan.deletes_local
-    new_local, new_remote = apply(result.plan, local, remote, mode)
-    ancestor = result.ancestor
+    new_local, new_remote, written = apply(result.plan, local, remote, mode, coarse_remote)
+    ancestor = advance_ancestor({}, result.plan.actions, written=written)
+    assert coarse_remote or ancestor == result.ancestor
     for p in set(new_local) | set(new_remote):
         lo, re = new_local.get(p), new_remote.get(p)
         if mode.excluded(p, lo, re) or _recorded_apart(p, ancestor):
@@ -289,38 +311,55 @@ def test_initial_sync_converges_and_is_idempotent(
 
 
 @st.composite
-def watch_cases(draw: st.DrawFn) -> tuple[Mode, Ancestor, Snap, Snap, Snap, Snap, set[RelPath]]:
+def watch_cases(draw: st.DrawFn) -> WatchCase:
     """A pair after a real initial sync, then random edits on both sides."""
     mode = Mode(draw(rules_st), *draw(modes))
+    gran = draw(st.sampled_from([1, S]))
     base_local, base_remote = draw(trees()), draw(trees())
     if draw(st.booleans()):
         base_remote = dict(base_local)
-    result = initial(base_local, base_remote, mode, draw(st.booleans()), 1, draw(st.booleans()))
-    local, remote = apply(result.plan, base_local, base_remote, mode)
+    if gran == S:
+        base_remote = coarsen(base_remote)
+    result = initial(base_local, base_remote, mode, draw(st.booleans()), gran, draw(st.booleans()))
+    local, remote, written = apply(result.plan, base_local, base_remote, mode, gran == S)
+    ancestor = advance_ancestor({}, result.plan.actions, written=written)
     new_local, l_edits = draw(edits(local))
     new_remote, r_edits = draw(edits(remote))
-    return mode, result.ancestor, local, remote, new_local, new_remote, l_edits | r_edits
+    if gran == S:
+        new_remote = coarsen(new_remote)
+    return WatchCase(mode, gran, ancestor, new_local, new_remote, l_edits | r_edits)
+
+
+@dataclass
+class WatchCase:
+    mode: Mode
+    gran: int
+    ancestor: Ancestor
+    local: Snap
+    remote: Snap
+    edited: set[RelPath]
 
 
 @SETTINGS
 @given(watch_cases())
-def test_reconcile_is_safe_and_converges(
-    case: tuple[Mode, Ancestor, Snap, Snap, Snap, Snap, set[RelPath]],
-) -> None:
-    mode, ancestor, _, _, local, remote, edited = case
+def test_reconcile_is_safe_and_converges(case: WatchCase) -> None:
+    mode, gran = case.mode, case.gran
 
     def plan_for(
         a: Mapping[RelPath, AncestorEntry], lo: Snap, re: Snap, hints: list[RelPath] | None
     ) -> Plan:
         up, down = mode.upload_only, mode.download_only
-        return reconcile(a, lo, re, hints, mode.rules, upload_only=up, download_only=down)
+        return reconcile(
+            a, lo, re, hints, mode.rules, upload_only=up, download_only=down, granularity_ns=gran
+        )
 
-    plan = plan_for(ancestor, local, remote, None)
-    _assert_no_loss(plan, ancestor, local, remote)
-    new_local, new_remote = apply(plan, local, remote, mode)
-    again = plan_for(advance_ancestor(ancestor, plan.actions), new_local, new_remote, None)
+    plan = plan_for(case.ancestor, case.local, case.remote, None)
+    _assert_no_loss(plan, case.ancestor, case.local, case.remote)
+    new_local, new_remote, written = apply(plan, case.local, case.remote, mode, gran == S)
+    after = advance_ancestor(case.ancestor, plan.actions, written=written)
+    again = plan_for(after, new_local, new_remote, None)
     assert again.is_empty(), (plan.describe(), again.describe())
-    hinted = plan_for(ancestor, local, remote, sorted(edited))
+    hinted = plan_for(case.ancestor, case.local, case.remote, sorted(case.edited))
     assert set(hinted.changes()) == set(plan.changes())
 
 

@@ -289,6 +289,22 @@ ROWS = [
     ),
     # --- clocks ---------------------------------------------------------------------------
     Row(
+        "a same-size edit within the same second is a change, even at 1 s granularity",
+        A,
+        snap(a=Entry(FILE, 10, 100 * S + 5)),
+        snap(a=BASE),
+        ["upload a"],
+        granularity=S,
+    ),
+    Row(
+        "both changed to the same size within one second agree at 1 s granularity",
+        A,
+        snap(a=Entry(FILE, 20, 200 * S + 5)),
+        snap(a=Entry(FILE, 20, 200 * S)),
+        [],
+        granularity=S,
+    ),
+    Row(
         "each side compares with its own recorded entry",
         {RelPath("a"): AncestorEntry(Entry(FILE, 10, 100 * S + 5), BASE)},
         snap(a=Entry(FILE, 10, 100 * S + 5)),
