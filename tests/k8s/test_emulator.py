@@ -201,3 +201,39 @@ def test_dead_container_is_restarted_like_a_kubelet_would(k8s: K8sApi) -> None:
     wait_until(lambda: is_ready(k8s.emulator.pod_object("default", pod)), 30, "ready again")
     out = k8s.kubectl("get", "pod", pod)
     assert out.stdout.decode().splitlines()[1].split()[1:4] == ["1/1", "Running", "2"]
+
+
+def test_kubectl_falls_back_to_spdy_when_websocket_is_refused(k8s: K8sApi) -> None:
+    """Documents kubectl 1.32: WebSocket (v5 only) first, SPDY/3.1 by POST when refused."""
+    pod = _name("spdy")
+    k8s.create_pod(pod)
+    k8s.emulator.switches.refuse_upgrade_except = ("nobody",)
+    mark = len(k8s.emulator.switches.exec_log)
+    out = k8s.kubectl("exec", "-i", pod, "--", "true")
+    assert out.returncode != 0 and b"Upgrade request required" in out.stderr
+    tried = [(offered, chosen) for _, offered, chosen in k8s.emulator.switches.exec_log[mark:]]
+    assert tried == [
+        ("v5.channel.k8s.io", "<refused GET websocket>"),
+        ("", "<refused POST SPDY/3.1>"),
+    ]
+
+
+def test_official_client_watch_sees_deletion(k8s: K8sApi) -> None:
+    from kubernetes import client, config, watch
+
+    pod = _name("clientwatch")
+    k8s.create_pod(pod, labels={"app": pod})
+    api = client.CoreV1Api(config.new_client_from_config(str(k8s.kubeconfig_path)))
+    listing = api.list_namespaced_pod("default", label_selector=f"app={pod}")
+    assert [p.metadata.name for p in listing.items] == [pod]
+    assert listing.items[0].status.container_statuses[0].ready is True
+    k8s.delete_pod(pod, wait=False)
+    seen = []
+    for event in watch.Watch().stream(
+        api.list_namespaced_pod, "default", label_selector=f"app={pod}",
+        resource_version=listing.metadata.resource_version, timeout_seconds=30,
+    ):  # fmt: skip
+        seen.append(event["type"])
+        if event["type"] == "DELETED":
+            break
+    assert seen[-1] == "DELETED" and "MODIFIED" in seen

@@ -76,6 +76,12 @@ class Streams:
         problem = await self.kubelet.exec_ready(pod, container)
         if problem is not None:
             return status(400, "BadRequest", problem)
+        query = request.query
+        if not query.getall("command", []):
+            return status(400, "BadRequest", "you must specify at least 1 command")
+        if not any(query.get(k) in ("1", "true") for k in ("stdin", "stdout", "stderr")):
+            msg = "you must specify at least 1 of stdin, stdout, stderr"
+            return status(400, "BadRequest", msg)
         offered = request.headers.get("Sec-WebSocket-Protocol", "")
         ua = request.headers.get("User-Agent", "")
         is_ws = request.headers.get("Upgrade", "").lower() == "websocket"
@@ -87,12 +93,14 @@ class Streams:
         if wanted and not set(wanted) & set(self.switches.exec_protocols):
             self.switches.exec_log.append((ua, offered, "<no common subprotocol>"))
             return status(400, "BadRequest", "requested protocol(s) are not supported")
-        ws = web.WebSocketResponse(protocols=self.switches.exec_protocols, max_msg_size=0)
+        # No permessage-deflate: the API server does not negotiate it.
+        ws = web.WebSocketResponse(
+            protocols=self.switches.exec_protocols, max_msg_size=0, compress=False
+        )
         await ws.prepare(request)
         self.switches.exec_log.append((ua, offered, ws.ws_protocol or ""))
         cs = pod.container(container)
         assert cs is not None
-        query = request.query
         command = query.getall("command", [])
         want_stdin = query.get("stdin") in ("1", "true")
         await self._run(ws, exec_argv(cs.docker_name, command, want_stdin), command, want_stdin)
