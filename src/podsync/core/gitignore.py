@@ -1,7 +1,7 @@
 """A gitignore matcher that agrees with git (2.39) bit for bit.
 
-Owns: parsing gitignore lines (gitignore(5)), translating git's ``wildmatch`` into regular
-expressions, and :class:`Matcher`, the compiled form of one ordered pattern list.
+Owns: parsing one gitignore line (gitignore(5)) into a :class:`ParsedPattern`, translating
+git's ``wildmatch`` into regular expressions, and :func:`validate_pattern`.
 May import: the standard library only, no I/O (this module ships inside the container agent).
 
 How git reads one line, and how this module mirrors it (``dir.c``/``wildmatch.c``):
@@ -20,6 +20,7 @@ How git reads one line, and how this module mirrors it (``dir.c``/``wildmatch.c`
 
 What git accepts but never matches is rejected here (see :func:`validate_pattern`): such a
 pattern in a config is always a mistake, and saying so beats silently syncing the files.
+Evaluating compiled lists fast is :mod:`podsync.core.excludes`' job.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from __future__ import annotations
 import re
 import string
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, List, Optional, Pattern, Sequence, Tuple
+from typing import Dict, FrozenSet, List, Optional, Tuple
 
 _GLOB_SPECIAL = "*?[\\"
 
@@ -251,9 +252,14 @@ def simple_length(text: str) -> int:
 class ParsedPattern:
     """One gitignore line, parsed.
 
-    ``kind`` is "literal", "suffix" (``*`` + literal) or "regex"; ``text`` is the literal, the
-    suffix or the regex source, all in byte view. ``basename`` patterns match the last path
-    component only, the others the whole path from the root.
+    ``kind`` is "literal", "suffix" (``*`` + literal) or "regex"; ``text`` is the literal or
+    the suffix (plain text: comparing text is comparing bytes) or the regex source (to match
+    against a :func:`byte_view`). ``basename`` patterns match the last path component only,
+    the others the whole path from the root.
+
+    ``hint`` is a cheap necessary condition for a regex pattern to match a path: ("end", s)
+    the path ends with s, ("start", s) starts with s, ("in", s) contains s, ("", "") none.
+    Hints are ASCII, so testing them on the plain path is testing its bytes.
     """
 
     source: str
@@ -262,6 +268,7 @@ class ParsedPattern:
     basename: bool
     kind: str
     text: str
+    hint: Tuple[str, str] = ("", "")
 
 
 def check_representable(pattern: str) -> None:
@@ -270,6 +277,10 @@ def check_representable(pattern: str) -> None:
         raise ValueError("contains a NUL byte; remove it")
     if "\n" in pattern or "\r" in pattern:
         raise ValueError("contains a line break; put each pattern in its own list entry")
+    try:
+        pattern.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("is not valid text (lone surrogate); fix its encoding") from None
 
 
 def parse_pattern(pattern: str) -> Optional[ParsedPattern]:
@@ -295,19 +306,55 @@ def parse_pattern(pattern: str) -> Optional[ParsedPattern]:
             f"{what} alone leaves an empty pattern, which matches nothing; "
             "remove it (write '\\!' to match a name starting with '!')"
         )
-    body = byte_view(body)
     basename = "/" not in body
     if not basename and body.startswith("/"):
         body = body[1:]
+    if body.startswith("**/") and len(body) > 3 and "/" not in body[3:]:
+        basename, body = True, body[3:]  # '**/name' is exactly the basename pattern 'name'
     prefix = simple_length(body)
-    regex = translate(body, 0 if basename else prefix)
+    # The prefix is pure literal text, so its length is the same in the byte view.
+    regex = translate(byte_view(body), 0 if basename else len(byte_view(body[:prefix])))
     if prefix == len(body):
         kind, text = "literal", body
     elif basename and body[0] == "*" and simple_length(body[1:]) == len(body) - 1:
         kind, text = "suffix", body[1:]
     else:
-        kind, text = "regex", regex
+        hint = _hint(body, basename)
+        return ParsedPattern(pattern, negative, dir_only, basename, "regex", regex, hint)
     return ParsedPattern(pattern, negative, dir_only, basename, kind, text)
+
+
+def _hint(body: str, basename: bool) -> Tuple[str, str]:
+    """A necessary condition on the whole path for ``body`` to match (see ParsedPattern)."""
+    view = byte_view(body)
+    runs: List[str] = [""]  # literal text between wildcards; runs[-1] is being built
+    i, n = 0, len(view)
+    while i < n:
+        c = view[i]
+        if c == "[":
+            i = _bracket(view, i)[1]
+        elif c == "?":
+            i += 1
+        elif c == "*":
+            while i < n and view[i] == "*":
+                i += 1
+            if i < n and view[i] == "/":
+                i += 1  # after '**' the slash may match nothing ('**/' = zero dirs)
+        else:
+            if c == "\\":
+                i += 1
+            runs[-1] += view[i]
+            i += 1
+            continue
+        runs.append("")
+    ascii_runs = [r for r in runs if r and r.isascii()]
+    if runs[-1] and runs[-1].isascii():
+        return ("end", runs[-1])
+    if not basename and runs[0] and runs[0].isascii():
+        return ("start", runs[0])
+    if ascii_runs:
+        return ("in", max(ascii_runs, key=len))
+    return ("", "")
 
 
 def validate_pattern(pattern: str) -> Optional[str]:
@@ -327,193 +374,3 @@ def validate_pattern(pattern: str) -> Optional[str]:
     except ValueError as exc:
         return str(exc)
     return None
-
-
-class _Table:
-    """Patterns that can apply to one kind of entry (files, or directories), bucketed so the
-    common cases cost a dict lookup or one ``str.endswith``. Every lookup yields the index of
-    the LAST matching pattern of its bucket (git: the last match wins), or -1."""
-
-    __slots__ = (
-        "base_lit",
-        "base_rx",
-        "base_rx_idx",
-        "path_lit",
-        "path_rx",
-        "path_rx_idx",
-        "suffix_all",
-        "suffixes",
-    )
-
-    def __init__(self, patterns: Sequence[Tuple[int, ParsedPattern]]) -> None:
-        self.base_lit: Dict[str, int] = {}
-        self.path_lit: Dict[str, int] = {}
-        suffixes: List[Tuple[int, str]] = []
-        base_rx: List[Tuple[int, str]] = []
-        path_rx: List[Tuple[int, str]] = []
-        for idx, pat in patterns:  # ascending: later patterns overwrite earlier ones
-            if pat.kind == "literal":
-                (self.base_lit if pat.basename else self.path_lit)[pat.text] = idx
-            elif pat.kind == "suffix":
-                suffixes.append((idx, pat.text))
-            else:
-                (base_rx if pat.basename else path_rx).append((idx, pat.text))
-        suffixes.reverse()
-        self.suffixes: Tuple[Tuple[int, str], ...] = tuple(suffixes)
-        self.suffix_all: Tuple[str, ...] = tuple(s for _, s in suffixes)
-        self.base_rx, self.base_rx_idx = self._combine(base_rx)
-        self.path_rx, self.path_rx_idx = self._combine(path_rx)
-
-    @staticmethod
-    def _combine(items: List[Tuple[int, str]]) -> Tuple[Optional[Pattern[str]], Tuple[int, ...]]:
-        """One regex for a bucket: alternatives in descending pattern order, each in its own
-        group, so the first alternative that fully matches (``lastindex``) is the last
-        matching pattern."""
-        if not items:
-            return None, ()
-        items = sorted(items, reverse=True)
-        source = "|".join(f"({rx})" for _, rx in items)
-        return re.compile(source, re.DOTALL), (-1, *(idx for idx, _ in items))
-
-    def last(self, path: str, base: str) -> int:
-        best = self.base_lit.get(base, -1)
-        i = self.path_lit.get(path, -1)
-        if i > best:
-            best = i
-        for idx, suffix in self.suffixes:
-            if idx <= best:
-                break
-            if base.endswith(suffix):
-                best = idx
-                break
-        if self.base_rx is not None:
-            m = self.base_rx.fullmatch(base)
-            if m is not None and self.base_rx_idx[m.lastindex or 0] > best:
-                best = self.base_rx_idx[m.lastindex or 0]
-        if self.path_rx is not None:
-            m = self.path_rx.fullmatch(path)
-            if m is not None and self.path_rx_idx[m.lastindex or 0] > best:
-                best = self.path_rx_idx[m.lastindex or 0]
-        return best
-
-    def any(self, path: str, base: str) -> bool:
-        return (
-            base in self.base_lit
-            or path in self.path_lit
-            or (bool(self.suffix_all) and base.endswith(self.suffix_all))
-            or (self.base_rx is not None and self.base_rx.fullmatch(base) is not None)
-            or (self.path_rx is not None and self.path_rx.fullmatch(path) is not None)
-        )
-
-
-_DIR_CACHE_LIMIT = 4096
-
-
-class Matcher:
-    """Compiled gitignore patterns (one list, in order; later patterns win; '!' negates).
-
-    Paths are relative to the sync root, '/'-separated, no leading slash; the root ``""`` is
-    never matched. ``is_dir`` must be False for symlinks (git does not follow them).
-    """
-
-    __slots__ = ("_dir_cache", "_dirs", "_files", "_has_negative", "_negative", "patterns")
-
-    def __init__(self, sources: Sequence[str], parsed: Sequence[ParsedPattern]) -> None:
-        self.patterns: Tuple[str, ...] = tuple(sources)
-        self._negative = tuple(p.negative for p in parsed)
-        self._has_negative = any(self._negative)
-        indexed = list(enumerate(parsed))
-        self._dirs = _Table(indexed)
-        self._files = _Table([(i, p) for i, p in indexed if not p.dir_only])
-        # Ancestor verdicts for matches(): directory path -> "it or an ancestor is excluded".
-        self._dir_cache: Dict[str, bool] = {}
-
-    @classmethod
-    def compile(cls, patterns: Sequence[str]) -> Matcher:
-        """Compile ``patterns``; raises ValueError naming the first invalid one
-        (see :func:`validate_pattern`)."""
-        return cls._build(patterns, strict=True)
-
-    @classmethod
-    def compile_unchecked(cls, patterns: Sequence[str]) -> Matcher:
-        """Compile exactly as git reads a .gitignore: patterns that can never match are
-        dropped instead of rejected (for comparing with git). Still raises ValueError for
-        strings that cannot be a .gitignore line (NUL, line break)."""
-        return cls._build(patterns, strict=False)
-
-    @classmethod
-    def _build(cls, patterns: Sequence[str], strict: bool) -> Matcher:
-        if isinstance(patterns, str):
-            raise TypeError("patterns must be a sequence of strings, not one string")
-        parsed: List[ParsedPattern] = []
-        for pattern in patterns:
-            if not isinstance(pattern, str):
-                raise ValueError(f"exclude pattern {pattern!r} is not a string")
-            try:
-                one = parse_pattern(pattern)
-            except NeverMatches as exc:
-                if strict:
-                    raise ValueError(f"exclude pattern {pattern!r} {exc}") from None
-                continue
-            except ValueError as exc:
-                raise ValueError(f"exclude pattern {pattern!r} {exc}") from None
-            if one is not None:
-                parsed.append(one)
-        return cls(patterns, parsed)
-
-    def is_empty(self) -> bool:
-        """True when no pattern can match (no patterns, or only blanks and comments)."""
-        return not self._negative
-
-    def matches_here(self, path: str, is_dir: bool) -> bool:
-        """The patterns' verdict on ``path`` itself, assuming no ancestor is excluded."""
-        if not path or not self._negative:
-            return False
-        if not path.isascii():
-            path = byte_view(path)
-        base = path[path.rfind("/") + 1 :]
-        table = self._dirs if is_dir else self._files
-        if not self._has_negative:
-            return table.any(path, base)
-        best = table.last(path, base)
-        return best >= 0 and not self._negative[best]
-
-    def matches(self, path: str, is_dir: bool) -> bool:
-        """Full git semantics: ``path`` is excluded when it matches, or when any directory
-        above it does (git never re-includes anything below an excluded directory)."""
-        if not path or not self._negative:
-            return False
-        cut = path.rfind("/")
-        if cut > 0 and self._dir_excluded(path[:cut]):
-            return True
-        return self.matches_here(path, is_dir)
-
-    def _dir_excluded(self, directory: str) -> bool:
-        """Whether ``directory`` or one of its ancestors is excluded; memoised per directory."""
-        cache = self._dir_cache
-        known = cache.get(directory)
-        if known is not None:
-            return known
-        # Walk up to the first cached ancestor (or the top), then decide top-down.
-        pending = [directory]
-        verdict = False
-        head = directory
-        while True:
-            cut = head.rfind("/")
-            if cut < 0:
-                break
-            head = head[:cut]
-            known = cache.get(head)
-            if known is not None:
-                verdict = known
-                break
-            pending.append(head)
-        if len(cache) + len(pending) > _DIR_CACHE_LIMIT:
-            cache.clear()
-        for d in reversed(pending):
-            verdict = verdict or self.matches_here(d, True)
-            cache[d] = verdict
-        return verdict
-
-    def __repr__(self) -> str:
-        return f"Matcher({list(self.patterns)!r})"
