@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.docker import BUSYBOX_IMAGE, PY_IMAGE, docker, docker_exec
+from tests.support.wait import wait_until
 
 AGENT_MODULES = "zipfile, zlib, hashlib, ctypes, json, selectors, threading"
 
@@ -49,6 +50,19 @@ def test_stdin_reaches_the_container(busybox_container: str) -> None:
     result = docker_exec(busybox_container, ["cat"], stdin=payload)
     assert result.returncode == 0
     assert result.stdout == payload
+
+
+@pytest.mark.docker
+def test_pid_1_reaps_orphans(busybox_container: str) -> None:
+    """A killed command's orphaned children must not linger as zombies in the test images."""
+    orphan = "sh -c 'sleep 0.05 & exit 0'"
+    assert docker_exec(busybox_container, ["sh", "-c", orphan]).returncode == 0
+
+    def no_zombie() -> bool:
+        states = docker_exec(busybox_container, ["ps", "-o", "stat"]).stdout.decode().split()
+        return "Z" not in states
+
+    wait_until(no_zombie, timeout=5, message="an orphan stayed a zombie")
 
 
 @pytest.mark.parametrize("required", [False, True], ids=["skips", "fails-in-ci"])
