@@ -29,6 +29,7 @@ an integer to explore other examples.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -349,3 +350,25 @@ def test_rejected_patterns_never_match_in_git(repo: GitRepo, pattern: str) -> No
     assert not any(repo.check_ignore(sorted(REJECTED_TREE)).values())
     repo.reset(["*", pattern if pattern.startswith("!") else "!" + pattern], REJECTED_TREE)
     assert all(repo.check_ignore(sorted(REJECTED_TREE)).values())
+
+
+def _table_rows() -> list[tuple[str, list[str], str, bool, bool]]:
+    """The described rows of test_excludes.py (loaded by path: tests are not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        "_excludes_rows", Path(__file__).with_name("test_excludes.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return [tuple(row) for row in module.ROWS if row.path]
+
+
+@pytest.mark.parametrize("row", _table_rows(), ids=lambda row: str(row[0]))
+def test_table_rows_are_what_git_says(
+    repo: GitRepo, row: tuple[str, list[str], str, bool, bool]
+) -> None:
+    _why, patterns, path, is_dir, expected = row
+    parts = path.split("/")
+    tree = {"/".join(parts[:i]): True for i in range(1, len(parts))} | {path: is_dir}
+    repo.reset(patterns, tree)
+    assert repo.check_ignore([path]) == {path: expected}
