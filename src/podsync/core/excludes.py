@@ -256,10 +256,10 @@ def _parse_all(patterns: Sequence[str], strict: bool) -> List[ParsedPattern]:
             one = parse_pattern(pattern)
         except NeverMatches as exc:
             if strict:
-                raise ValueError(f"exclude pattern {pattern!r} {exc}") from None
+                raise ValueError(f"exclude pattern {pattern!r}: {exc}") from None
             continue
         except ValueError as exc:
-            raise ValueError(f"exclude pattern {pattern!r} {exc}") from None
+            raise ValueError(f"exclude pattern {pattern!r}: {exc}") from None
         if one is not None:
             parsed.append(one)
     return parsed

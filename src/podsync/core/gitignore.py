@@ -49,6 +49,7 @@ _CLASSES: Dict[str, FrozenSet[int]] = {
 }
 _ALL_BYTES = frozenset(range(1, 256))
 _SLASH = ord("/")
+_UNCLOSED = "a '[' is never closed, so git never matches it; add ']' or write '\\[' for a '['"
 
 
 class NeverMatches(ValueError):
@@ -105,10 +106,7 @@ def _bracket(pat: str, i: int) -> Tuple[FrozenSet[int], int]:
     first = True
     while True:
         if j >= n:
-            raise NeverMatches(
-                f"'[' at position {i + 1} is never closed; close it with ']' "
-                "or write '\\[' for a literal '['"
-            )
+            raise NeverMatches(_UNCLOSED)
         c = pat[j]
         if c == "]" and not first:
             break
@@ -117,7 +115,7 @@ def _bracket(pat: str, i: int) -> Tuple[FrozenSet[int], int]:
         if c == "\\":
             j += 1
             if j >= n:
-                raise NeverMatches(f"'[' at position {i + 1} is never closed")
+                raise NeverMatches(_UNCLOSED)
             cur = ord(pat[j])
             members.add(cur)
         elif c == "-" and prev is not None and j + 1 < n and pat[j + 1] != "]":
@@ -126,14 +124,14 @@ def _bracket(pat: str, i: int) -> Tuple[FrozenSet[int], int]:
             if hi_c == "\\":
                 j += 1
                 if j >= n:
-                    raise NeverMatches(f"'[' at position {i + 1} is never closed")
+                    raise NeverMatches(_UNCLOSED)
                 hi_c = pat[j]
             members.update(range(prev, ord(hi_c) + 1))
             cur = None
         elif c == "[" and j + 1 < n and pat[j + 1] == ":":
             end = pat.find("]", j + 2)
             if end < 0:
-                raise NeverMatches(f"'[' at position {i + 1} is never closed")
+                raise NeverMatches(_UNCLOSED)
             if end - (j + 2) - 1 < 0 or pat[end - 1] != ":":
                 members.add(ord("["))  # no ':]': a plain '[' member, go on after it
                 cur = ord("[")
@@ -169,10 +167,14 @@ class _Segments:
     def close(self) -> None:
         if self.literal == "":
             raise NeverMatches("contains an empty path segment ('//'); use a single '/'")
-        if self.literal in (".", ".."):
+        if self.literal == ".":
             raise NeverMatches(
-                f"a '{self.literal}' path segment never matches in gitignore "
-                "syntax; anchor at the sync root with a leading '/' instead"
+                "a '.' path segment never matches in gitignore syntax; drop it "
+                "(a leading '/' anchors at the sync root: '/src', not './src')"
+            )
+        if self.literal == "..":
+            raise NeverMatches(
+                "a '..' path segment never matches: patterns cannot leave the sync root; remove it"
             )
         self.literal = ""
 
@@ -300,12 +302,12 @@ def parse_pattern(pattern: str) -> Optional[ParsedPattern]:
     dir_only = body.endswith("/")
     if dir_only:
         body = body[:-1]
-    if body == "":
-        what = "'!'" if negative else "'/'"
+    if body == "" and negative:
         raise NeverMatches(
-            f"{what} alone leaves an empty pattern, which matches nothing; "
-            "remove it (write '\\!' to match a name starting with '!')"
+            "a lone '!' negates nothing; remove it (write '\\!' to match a name starting with '!')"
         )
+    if body == "":
+        raise NeverMatches("'/' alone names the sync root, which is never excluded; remove it")
     basename = "/" not in body
     if not basename and body.startswith("/"):
         body = body[1:]

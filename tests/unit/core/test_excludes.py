@@ -164,10 +164,10 @@ VALID = [
 ]  # fmt: skip
 
 INVALID = [
-    ("!", "'!' alone"),
-    ("! ", "'!' alone"),
+    ("!", "lone '!'"),
+    ("! ", "lone '!'"),
     ("/", "'/' alone"),
-    ("!/", "'!' alone"),
+    ("!/", "lone '!'"),
     ("a\\", "unescaped '\\'"),
     ("a\\/", "unescaped '\\'"),
     ("[abc", "never closed"),
@@ -177,6 +177,8 @@ INVALID = [
     ("a//", "'//'"),
     ("./src", "'.' path segment"),
     ("a/../b", "'..' path segment"),
+    ("a[b-", "never closed"),
+    (".", "'.' path segment"),
     ("a\x00", "NUL"),
     ("a\nb", "line break"),
     ("a\r", "line break"),
