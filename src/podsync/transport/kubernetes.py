@@ -122,27 +122,31 @@ async def _workdir(run: _Runner, description: str) -> str:
     return out
 
 
-class _Lines:
-    """Stderr sink that holds lines until released (start-up) and keeps them for run()."""
+class _StartupLines:
+    """Stderr sink that holds lines until the command has started (they explain a failed
+    start), then passes them on. A flood of lines means the start worked: release early."""
 
-    def __init__(self, target: StderrSink | None) -> None:
+    HOLD = 200
+
+    def __init__(self, target: StderrSink) -> None:
         self.target = target
         self.lines: list[str] = []
-        self.released = target is None
+        self.released = False
 
     def __call__(self, line: str) -> None:
-        if self.released and self.target is not None:
+        if self.released:
             self.target(line)
-        elif len(self.lines) < 1000:
-            self.lines.append(line)
+            return
+        self.lines.append(line)
+        if len(self.lines) >= self.HOLD:
+            self.release()
 
     def release(self) -> None:
         self.released = True
         held, self.lines = self.lines, []
         for line in held:
-            if self.target is not None:
-                with contextlib.suppress(Exception):
-                    self.target(line)
+            with contextlib.suppress(Exception):
+                self.target(line)
 
     def text(self) -> str:
         return "\n".join(self.lines)
@@ -229,7 +233,7 @@ class KubernetesTransport:
     async def _spawn_ws(self, argv: Sequence[str], stderr: StderrSink) -> WebSocketExecChannel:
         if self._shell is False:
             return await self._open(argv, stderr, stdin=True)
-        startup = _Lines(stderr)
+        startup = _StartupLines(stderr)
         channel = await self._open(wrap(argv), startup, stdin=True)
         try:
             line = await asyncio.wait_for(channel.read_line(), START_TIMEOUT_SECONDS)
@@ -268,8 +272,8 @@ class KubernetesTransport:
             command = ["sh", "-c", 'head -c "$0" | "$@"', str(len(stdin)), *command]
         if wrapped:
             command = wrap(command)
-        sink = _Lines(None)
-        channel = await self._open(command, sink, stdin=bool(stdin))
+        lines: list[str] = []
+        channel = await self._open(command, lines.append, stdin=bool(stdin))
         out = bytearray()
 
         async def collect() -> int:
@@ -295,15 +299,16 @@ class KubernetesTransport:
             ) from None
         finally:
             await channel.kill()
-        err = (sink.text() + "\n").encode() if sink.lines else b""
+        text = "\n".join(lines)
+        err = (text + "\n").encode() if lines else b""
         if not wrapped:
             return RunResult(exit_code=code, stdout=bytes(out), stderr=err)
         found = split_pid(bytes(out))
         if found is None:
-            if code in (126, 127) and "sh" in sink.text():
+            if code in (126, 127) and "sh" in text:
                 self._shell = False
                 return await self._run_ws(argv, stdin, timeout, wrapped=False)
-            why = last_line(sink.text(), f"exit code {code}")
+            why = last_line(text, f"exit code {code}")
             raise TransportError(f"{self.description}: cannot run {argv[0]}: {why}")
         self._shell = True
         return RunResult(exit_code=code, stdout=found[1], stderr=err)
