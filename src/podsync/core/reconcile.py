@@ -263,12 +263,16 @@ class _Reconciler:
         src, dst = (self.local, self.remote) if up else (self.remote, self.local)
         allowed = self.policy.can_upload if up else self.policy.can_download
         out: List[Action] = []
+        back: List[Action] = []
         after: Dict[RelPath, Optional[Entry]] = {}  # destination state once ``out`` has run
         top = parent(keys[0])
         for k in keys:
             s, d = src.get(k), dst.get(k)
             after[k] = d
-            if self.settled_pair(k, up) or not allowed(k, self.local.get(k), self.remote.get(k)):
+            if self.settled_pair(k, up):
+                continue
+            if not allowed(k, self.local.get(k), self.remote.get(k)):
+                back.extend(self.flow_back(k, s, d, up))
                 continue
             if s is not None and parent(k) != top and not _is_dir(after.get(parent(k))):
                 continue  # its parent stays something else there (kept apart or blocked)
@@ -284,7 +288,30 @@ class _Reconciler:
                 out.append(_write(up)(k, s, d, reason))
         done = self.spare(out, on_remote=up)
         self.out.extend(done)
+        self.out.extend(self.spare(back, on_remote=not up))
         return any(a.path == keys[0] and _stage_io(a) for a in done)
+
+    def flow_back(
+        self, k: RelPath, s: Optional[Entry], d: Optional[Entry], up: bool
+    ) -> List[Action]:
+        """``k`` may not move the copy's way. When only the destination changed it (the
+        copy restores a subtree deleted there), that change flows back instead where
+        allowed, so this pass settles what the next one would (deletions and file/link
+        edits; anything involving a directory waits for the next pass)."""
+        src_chg, dst_chg = (self.l_changed(k), self.r_changed(k))[:: 1 if up else -1]
+        lo, re = self.local.get(k), self.remote.get(k)
+        allowed = self.policy.can_download if up else self.policy.can_upload
+        if src_chg or not dst_chg or s is None or not allowed(k, lo, re):
+            return []
+        why = "changed in container" if up else "changed locally"
+        acts: List[Action] = []
+        if not up and re is not None and re.kind != DIR and self.unseen_remote(k):
+            acts.append(SaveConflictCopy(k, re, "container version replaced by the local one"))
+        if d is None:
+            return [*acts, _delete(not up)(k, s, _deleted(why))]
+        if DIR in (s.kind, d.kind):
+            return []
+        return [*acts, _write(not up)(k, d, s, why)]
 
     def unseen_remote(self, k: RelPath) -> bool:
         """Does the container hold a version at ``k`` that the local side never had?"""

@@ -235,6 +235,14 @@ ROWS = [
         rules=Rules(upload_exclude=("nm",)),
     ),
     Row(
+        "dir restored in container; its upload-excluded file takes the container's deletion",
+        TREE,
+        snap(d=D, d__x=BASE, d__y=MINE),
+        {},
+        ["delete-local d/x", "upload d", "upload d/y"],
+        rules=Rules(upload_exclude=("x",)),
+    ),
+    Row(
         "upload-only: container edit ignored", A, snap(a=BASE), snap(a=THEIRS), [], upload_only=True
     ),
     Row(
