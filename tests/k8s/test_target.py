@@ -12,8 +12,14 @@ import pytest
 from k8s_emulator.fixture import K8sApi, wait_until
 from podsync.engine.spec import TargetSpec
 from podsync.errors import TargetError
-from podsync.transport.k8s_select import Waiting
-from podsync.transport.kubernetes import KubeTarget, open_kubernetes_target
+from podsync.transport.k8s_select import Selector, Waiting
+from podsync.transport.kubeconfig import load_api_access
+from podsync.transport.kubernetes import (
+    KubeTarget,
+    find_candidates,
+    open_kubernetes_target,
+    read_pod,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -98,3 +104,26 @@ def test_gives_up_with_the_pods_own_reason(k8s: K8sApi) -> None:
 def test_target_spec_is_a_kube_target() -> None:
     spec: KubeTarget = TargetSpec(kind="kubernetes", pod="x")  # checked by mypy
     assert spec.pod == "x"
+
+
+def test_candidates_for_a_picker_and_reading_a_pod(k8s: K8sApi) -> None:
+    app = _app()
+    k8s.create_pod(f"{app}-a", labels={"app": app})
+    k8s.create_pod(f"{app}-b", labels={"app": app}, wait=False,
+                   annotations={"emulator.podsync.test/state": "ImagePullBackOff"})  # fmt: skip
+    api = load_api_access(None, None)
+    sel = Selector(namespace="default", label_selector={"app": app})
+
+    async def go() -> tuple[list[str], bool, bool]:
+        cands = await find_candidates(api, sel)
+        before = await read_pod(api, "default", f"{app}-a")
+        await asyncio.to_thread(k8s.delete_pod, f"{app}-a")
+        after = await read_pod(api, "default", f"{app}-a")
+        return [c.describe() for c in cands], before is not None and before.ready, after is None
+
+    described, was_ready, gone = asyncio.run(go())
+    assert described == [
+        f"{app}-a:main (busybox, Ready)",
+        f"{app}-b:main (busybox, ImagePullBackOff)",
+    ]
+    assert was_ready and gone

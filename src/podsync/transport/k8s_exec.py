@@ -1,10 +1,12 @@
-"""Kubernetes exec over WebSocket, framed by hand so bulk data streams with bounded memory.
+"""Kubernetes exec over WebSocket, framed by hand so bulk data streams with bounded memory;
+and ``kubectl exec -i``, the fallback when the upgrade is refused.
 
 Owns: :func:`dial_exec` (the WebSocket upgrade of ``pods/{name}/exec``, offering
 ``v5.channel.k8s.io`` then ``v4.channel.k8s.io``), :class:`WebSocketExecChannel` (a
-:class:`~podsync.transport.base.Channel` over that socket) and the classification of failed
-upgrades. May import: the standard library, ``websockets``, ``podsync.errors``,
-``podsync.transport.base`` and ``podsync.transport.kubeconfig``.
+:class:`~podsync.transport.base.Channel` over that socket), the classification of failed
+upgrades, :class:`KubectlExecTransport` and :func:`read_workdir`. May import: the standard
+library, ``websockets``, ``podsync.errors`` and ``podsync.transport`` (base, process,
+kubeconfig).
 
 Why not the client's ``stream()``: it buffers every byte of output in memory and moved about
 2 MB/s here. Wire format: every binary message starts with a channel byte, 0 stdin, 1 stdout,
@@ -32,8 +34,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from podsync.errors import TransportError
-from podsync.transport.base import StderrSink
+from podsync.transport.base import RunResult, StderrSink
 from podsync.transport.kubeconfig import ApiAccess
+from podsync.transport.process import WrappedExecTransport, last_line
 
 SUBPROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 V5 = "v5.channel.k8s.io"
@@ -284,3 +287,55 @@ class WebSocketExecChannel:
             await self._reader
         if self._exit is None:
             self._exit = -1
+
+
+#: The shape of ``Transport.run``.
+Runner = Callable[[Sequence[str], bytes, float], Awaitable[RunResult]]
+
+
+class KubectlExecTransport(WrappedExecTransport):
+    """Runs commands in a pod container through ``kubectl exec -i`` (the fallback)."""
+
+    def __init__(self, target: ExecTarget, context: str | None, kubectl: str = "kubectl") -> None:
+        super().__init__()
+        self.target = target
+        self.context = context
+        self.kubectl = kubectl
+        self.description = f"{target.describe()} (kubectl exec)"
+        self.link_bytes_per_second: float | None = None
+        self.missing = f"kubectl is not installed (no `{kubectl}` command on PATH)"
+
+    def client_argv(self, argv: Sequence[str]) -> list[str]:
+        t = self.target
+        ctx = ["--context", self.context] if self.context else []
+        return [self.kubectl, *ctx, "exec", "-i", "-n", t.namespace, t.pod, "-c", t.container,
+                "--", *argv]  # fmt: skip
+
+    def classify(self, stderr: str, exit_code: int) -> TransportError | None:
+        low = stderr.lower()
+        t = self.target
+        if "(notfound)" in low and "pods" in low:
+            return TransportError(f"pod {t.namespace}/{t.pod} not found")
+        if "unauthorized" in low or "must be logged in" in low:
+            return TransportError(f"unauthorized: kubectl exec into {t.describe()} was refused")
+        if "is not valid for pod" in low or "container not found" in low:
+            return TransportError(f"container {t.container} not found in pod {t.namespace}/{t.pod}")
+        if "unable to connect to the server" in low:
+            return TransportError(f"cannot connect to the Kubernetes API: {last_line(stderr, '')}")
+        return None
+
+    async def workdir(self) -> str:
+        return await read_workdir(self.run, self.description)
+
+
+async def read_workdir(run: Runner, description: str) -> str:
+    """The container's WORKDIR: the runtime starts exec'ed commands there, so ``pwd`` says it
+    (``sh -c pwd`` uses the shell's builtin; a bare ``pwd`` binary is the shell-less fallback)."""
+    result = await run(["sh", "-c", "pwd"], b"", 60.0)
+    if result.exit_code in (126, 127):
+        result = await run(["pwd"], b"", 60.0)
+    out = result.stdout.decode("utf-8", "replace").strip()
+    if result.exit_code != 0 or not out.startswith("/"):
+        why = last_line(result.stderr.decode("utf-8", "replace"), f"exit code {result.exit_code}")
+        raise TransportError(f"{description}: cannot read the working directory: {why}")
+    return out

@@ -1,10 +1,11 @@
 """Commands in a Kubernetes pod container: WebSocket exec, with ``kubectl exec -i`` as fallback.
 
 Owns: :class:`KubernetesTransport` (the :class:`~podsync.transport.base.Transport` for one
-pod container), :class:`KubectlExecTransport` (the same through the ``kubectl`` binary) and the
-choice between them (``PODSYNC_K8S_EXEC=auto|websocket|kubectl``). May import: the standard
-library, ``podsync.errors`` and ``podsync.transport``. Knows nothing of sync and nothing of
-pod selection (``k8s_select`` chooses the pod; the caller passes its name here).
+pod container), the choice between WebSocket exec and ``kubectl exec -i``
+(``PODSYNC_K8S_EXEC=auto|websocket|kubectl``), and :func:`open_kubernetes_target`, which
+turns a TargetSpec into a transport (kubeconfig, pod listing, the pure choice of
+``k8s_select``, waiting for a ready pod). May import: the standard library, ``podsync.errors``
+and ``podsync.transport``. Knows nothing of sync.
 
 Commands run behind the same PID-announcing ``sh`` wrapper as the docker and ssh transports:
 closing an exec stream does not end the command in the container, so ``kill()`` ends it by
@@ -21,41 +22,46 @@ import contextlib
 import logging
 import os
 import shutil
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
 
 from podsync.errors import TargetError, TransportError, UsageError
 from podsync.transport.base import RunResult, StderrSink
 from podsync.transport.k8s_exec import (
     ExecTarget,
+    KubectlExecTransport,
     UpgradeRefused,
     WebSocketExecChannel,
     dial_exec,
+    read_workdir,
 )
 from podsync.transport.k8s_select import (
+    Candidate,
     PodInfo,
     Selector,
     Target,
     Waiting,
     label_selector_query,
+    list_candidates,
     pod_info,
     select_target,
 )
-from podsync.transport.kubeconfig import ApiAccess, list_pod_objects, load_api_access
+from podsync.transport.kubeconfig import (
+    ApiAccess,
+    list_pod_objects,
+    load_api_access,
+    read_pod_object,
+)
 from podsync.transport.process import (
     KILL_SCRIPT,
     START_TIMEOUT_SECONDS,
     ProcessChannel,
-    WrappedExecTransport,
     last_line,
     split_pid,
     wrap,
 )
 
 log = logging.getLogger(__name__)
-
-#: The shape of ``Transport.run``.
-_Runner = Callable[[Sequence[str], bytes, float], Awaitable[RunResult]]
 
 ExecMode = Literal["auto", "websocket", "kubectl"]
 MODE_ENV = "PODSYNC_K8S_EXEC"
@@ -72,54 +78,6 @@ def exec_mode(value: str | None = None) -> ExecMode:
     if raw == "kubectl":
         return "kubectl"
     raise UsageError(f"{MODE_ENV} must be auto, websocket or kubectl, not {raw!r}")
-
-
-class KubectlExecTransport(WrappedExecTransport):
-    """Runs commands in a pod container through ``kubectl exec -i`` (the fallback)."""
-
-    def __init__(self, target: ExecTarget, context: str | None, kubectl: str = "kubectl") -> None:
-        super().__init__()
-        self.target = target
-        self.context = context
-        self.kubectl = kubectl
-        self.description = f"{target.describe()} (kubectl exec)"
-        self.link_bytes_per_second: float | None = None
-        self.missing = f"kubectl is not installed (no `{kubectl}` command on PATH)"
-
-    def client_argv(self, argv: Sequence[str]) -> list[str]:
-        t = self.target
-        ctx = ["--context", self.context] if self.context else []
-        return [self.kubectl, *ctx, "exec", "-i", "-n", t.namespace, t.pod, "-c", t.container,
-                "--", *argv]  # fmt: skip
-
-    def classify(self, stderr: str, exit_code: int) -> TransportError | None:
-        low = stderr.lower()
-        t = self.target
-        if "(notfound)" in low and "pods" in low:
-            return TransportError(f"pod {t.namespace}/{t.pod} not found")
-        if "unauthorized" in low or "must be logged in" in low:
-            return TransportError(f"unauthorized: kubectl exec into {t.describe()} was refused")
-        if "is not valid for pod" in low or "container not found" in low:
-            return TransportError(f"container {t.container} not found in pod {t.namespace}/{t.pod}")
-        if "unable to connect to the server" in low:
-            return TransportError(f"cannot connect to the Kubernetes API: {last_line(stderr, '')}")
-        return None
-
-    async def workdir(self) -> str:
-        return await _workdir(self.run, self.description)
-
-
-async def _workdir(run: _Runner, description: str) -> str:
-    """The container's WORKDIR: the runtime starts exec'ed commands there, so ``pwd`` says it
-    (``sh -c pwd`` uses the shell's builtin; a bare ``pwd`` binary is the shell-less fallback)."""
-    result = await run(["sh", "-c", "pwd"], b"", 60.0)
-    if result.exit_code in (126, 127):
-        result = await run(["pwd"], b"", 60.0)
-    out = result.stdout.decode("utf-8", "replace").strip()
-    if result.exit_code != 0 or not out.startswith("/"):
-        why = last_line(result.stderr.decode("utf-8", "replace"), f"exit code {result.exit_code}")
-        raise TransportError(f"{description}: cannot read the working directory: {why}")
-    return out
 
 
 class _StartupLines:
@@ -214,7 +172,7 @@ class KubernetesTransport:
             return await self._refused(exc).run(argv, stdin, timeout)
 
     async def workdir(self) -> str:
-        return await _workdir(self.run, self.description)
+        return await read_workdir(self.run, self.description)
 
     # -- WebSocket path ---------------------------------------------------------------------
     async def _open(
@@ -396,3 +354,14 @@ async def open_kubernetes_target(
     sel = selector_for(spec, api.namespace, last_built_tag)
     target = await wait_for_target(api, sel, timeout, on_wait)
     return KubernetesTransport(target.pod, target.container, target.namespace, api)
+
+
+async def find_candidates(api: ApiAccess, sel: Selector) -> list[Candidate]:
+    """Every matching (pod, container), best first, for ``--pick`` or an error listing."""
+    return list_candidates(await list_pods(api, sel), sel)
+
+
+async def read_pod(api: ApiAccess, namespace: str, name: str) -> PodInfo | None:
+    """The pod now (None when it is gone): to notice deletion, restarts or replacement."""
+    obj = await asyncio.to_thread(read_pod_object, api, namespace, name)
+    return None if obj is None else pod_info(obj)
