@@ -17,6 +17,7 @@ from podsync.core.excludes import Rules
 from podsync.core.paths import RelPath
 from podsync.engine.endpoint import FileItem
 from podsync.engine.shell_endpoint import ShellEndpoint
+from podsync.transport.base import Channel, StderrSink
 from podsync.transport.docker import DockerTransport
 
 T = TypeVar("T")
@@ -56,11 +57,12 @@ class Box:
         ]
 
     def endpoint(
-        self, rules: Rules | None = None, root: str = "/app", **kwargs: object
+        self, rules: Rules | None = None, root: str = "/app", eof: bool = True, **kwargs: object
     ) -> ShellEndpoint:
         warnings: list[str] = []
+        transport = DockerTransport(self.name) if eof else NoEofTransport(self.name)
         ep = ShellEndpoint(
-            DockerTransport(self.name),
+            transport,  # type: ignore[arg-type]
             root,
             rules or Rules(),
             warn=warnings.append,
@@ -68,6 +70,35 @@ class Box:
         )
         ep.warnings = warnings  # type: ignore[attr-defined]
         return ep
+
+
+class NoEofChannel:
+    """A channel whose end of input never reaches the far side (Kubernetes' older exec
+    protocol cannot send it): close_stdin() does nothing."""
+
+    def __init__(self, inner: Channel) -> None:
+        self._inner = inner
+        self.read = inner.read
+        self.write = inner.write
+        self.wait = inner.wait
+        self.kill = inner.kill
+
+    async def close_stdin(self) -> None:
+        return None
+
+
+class NoEofTransport:
+    """DockerTransport whose spawned commands never see an end of input."""
+
+    def __init__(self, container: str) -> None:
+        self._inner = DockerTransport(container)
+        self.description = self._inner.description
+        self.link_bytes_per_second = self._inner.link_bytes_per_second
+        self.run = self._inner.run
+        self.workdir = self._inner.workdir
+
+    async def spawn(self, argv: Sequence[str], stderr: StderrSink) -> NoEofChannel:
+        return NoEofChannel(await self._inner.spawn(argv, stderr))
 
 
 def run(coro: Awaitable[T]) -> T:

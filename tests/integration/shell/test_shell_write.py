@@ -187,3 +187,21 @@ def test_an_interrupted_upload_leaves_no_staging_dir_and_no_process(box: Box) ->
     assert staging_dirs(box) == b""
     assert box.read("/app/f") == b"old"
     assert [p for p in box.processes() if "tar" in p or "sh -c" in p] == []
+
+
+def test_uploads_and_polling_need_no_end_of_input(box: Box) -> None:
+    # Kubernetes' older exec protocol cannot close stdin: framed uploads (dd fullblock) end
+    # on their own zero frame, and close() still ends the poll loop.
+    ep = box.endpoint(eof=False)
+
+    async def scenario() -> None:
+        await ep.start(watch=True)
+        items = [file_item(f"k/f{i}", os.urandom(300_000)) for i in range(8)]
+        result = await asyncio.wait_for(ep.write(items_of(items)), 60)
+        assert result.problems == [] and len(result.written) == 8
+        await ep.close()
+
+    run(scenario())
+    assert box.sh("ls /app/k | wc -l").strip() == b"8"
+    assert staging_dirs(box) == b""
+    assert [p for p in box.processes() if "sh -c" in p or "cat" in p] == []

@@ -217,14 +217,16 @@ class ShellEndpoint:
                 yield item
 
         stage = scripts.STAGE_PREFIX + secrets.token_hex(6)
+        framed = self._caps is not None and self._caps.exact_reads
         channel = await self.transport.spawn(
-            ["sh", "-c", _EXTRACT, "sh", self.root, stage], self._stderr
+            ["sh", "-c", _EXTRACT, "sh", self.root, stage, "framed" if framed else "eof"],
+            self._stderr,
         )
         reader = asyncio.create_task(_read_all(channel.read))
         uploads: list[changes.Upload] = []
         groups: dict[RelPath, int] = {}
         try:
-            writer = TarWriter(self._send_up(channel.write))
+            writer = TarWriter(self._send_up(channel.write, framed))
             async for item in every():
                 staged = None
                 if item.entry.kind == FILE:
@@ -239,6 +241,8 @@ class ShellEndpoint:
             script = changes.write_script(uploads) + "echo =LIST\n" + scripts.listing_lines(paths)
             await writer.add_bytes("script", script.encode("utf-8", "surrogateescape"))
             await writer.close()
+            if framed:
+                await channel.write(b"0\n")
             await channel.close_stdin()
             out = await reader
             code = await channel.wait()
@@ -258,10 +262,15 @@ class ShellEndpoint:
         exact = await writer.add_file(name, entry.size, entry.mtime_ns // 10**9, mode, chunks)
         return exact and not getattr(item.chunks, "changed", False)
 
-    def _send_up(self, send: Callable[[bytes], Awaitable[None]]) -> Send:
+    def _send_up(self, send: Callable[[bytes], Awaitable[None]], framed: bool) -> Send:
+        """Writes to the upload pipe, paced, each piece as ``LEN\n`` + bytes when framed
+        (the container then needs no end of input to know the archive is complete)."""
+
         async def paced(data: bytes) -> None:
-            await self.upload_throttle.take(len(data))
-            await send(data)
+            for at in range(0, len(data), FRAME_BYTES):
+                piece = data[at : at + FRAME_BYTES]
+                await self.upload_throttle.take(len(piece))
+                await send(b"%d\n%s" % (len(piece), piece) if framed else piece)
 
         return paced
 
@@ -308,9 +317,18 @@ S=$2
 trap 'rm -rf -- "$S"' EXIT
 trap 'exit 1' INT TERM HUP
 mkdir -- "$S" || exit 4
-tar -x -o -f - -C "$S" || exit 5
+if [ "$3" = framed ]; then
+  while IFS= read -r n && [ "$n" -gt 0 ]; do
+    dd bs="$n" count=1 iflag=fullblock 2>/dev/null || exit 6
+  done | tar -x -o -f - -C "$S" || exit 5
+else
+  tar -x -o -f - -C "$S" || exit 5
+fi
 . "./$S/script"
 """
+
+#: Largest frame of a framed upload (``dd`` holds one frame in memory).
+FRAME_BYTES = 1 << 20
 
 
 #: ``sh -c PREPARE sh ROOT``: create the root; remove staging dirs an interrupted upload

@@ -21,6 +21,8 @@ for t in tar find stat mkdir rm mv cat readlink head xargs ln chmod sleep kill s
 case $(stat -c '%f %s %Y %n//' . 2>/dev/null) in *' .//') echo stat-ok;; esac
 [ "$(find / -maxdepth 0 -exec echo x {} + 2>/dev/null)" = "x /" ] && echo find-ok
 sleep 0.01 2>/dev/null && echo fractional-sleep
+[ "$(printf '3\nabcdef' | { read -r n; dd bs="$n" count=1 iflag=fullblock 2>/dev/null; })" = abc ] \
+  && echo dd-fullblock
 echo probe-done
 """
 _REQUIRED = (
@@ -47,6 +49,9 @@ class ShellCapabilities:
 
     sha256sum: bool
     fractional_sleep: bool
+    #: ``dd bs=N count=1 iflag=fullblock`` reads exactly N bytes from a pipe (busybox's
+    #: ``head -c`` reads ahead): uploads are then framed and never need an end of input.
+    exact_reads: bool = False
 
 
 async def probe(transport: Transport) -> ShellCapabilities:
@@ -77,4 +82,6 @@ async def probe(transport: Transport) -> ShellCapabilities:
             f"{where}: the container's stat/find do not support `stat -c` or `find -exec {{}} +`;"
             " install busybox or coreutils/findutils in the image, or python3"
         )
-    return ShellCapabilities("sha256sum" not in missing, "fractional-sleep" in out)
+    return ShellCapabilities(
+        "sha256sum" not in missing, "fractional-sleep" in out, "dd-fullblock" in out
+    )
