@@ -262,3 +262,31 @@ def test_stderr_before_stdout_does_not_stall(access: ApiAccess, pod: str) -> Non
     out, code = asyncio.run(go())
     assert (out, code) == (b"done\n", 0)
     assert len(lines) == 10000 and lines[-1] == "err-line-9999"  # > 64 KiB pipe
+
+
+@pytest.mark.parametrize("variant", ["client-certificate", "insecure-skip-tls-verify", "no-ca"])
+def test_tls_and_client_certificates_from_kubeconfig(
+    k8s: K8sApi, pod: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variant: str
+) -> None:
+    config = json.loads(k8s.kubeconfig_path.read_text())
+    cluster = config["clusters"][0]["cluster"]
+    if variant == "client-certificate":
+        config["users"][0]["user"] = k8s.emulator.client_cert_user()
+    else:
+        del cluster["certificate-authority-data"]
+        if variant == "insecure-skip-tls-verify":
+            cluster["insecure-skip-tls-verify"] = True
+    path = tmp_path / "kubeconfig"
+    path.write_text(json.dumps(config))
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    access = load_api_access(None, None)
+    if variant == "no-ca":  # the generated CA is in no trust store
+        with pytest.raises(TransportError, match=r"^cannot connect to the Kubernetes API at .*"):
+            asyncio.run(transport(access, pod).run(["true"]))
+        return
+    assert "Authorization" not in access.auth_headers() or variant != "client-certificate"
+    assert (
+        asyncio.run(transport(access, pod).run(["echo", variant])).stdout == f"{variant}\n".encode()
+    )
+    kubectl = k8s.kubectl("exec", "-i", pod, "--", "echo", "ok", env={"KUBECONFIG": str(path)})
+    assert kubectl.stdout == b"ok\n", kubectl.stderr

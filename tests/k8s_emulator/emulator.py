@@ -75,6 +75,9 @@ class Emulator:
         self.port = sock.getsockname()[1]
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._cert.configure_cert(ctx)
+        # Client certificates are optional (tokens are the default) but verified when sent.
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        self._ca.configure_trust(ctx)
         await web.SockSite(self._runner, sock, ssl_context=ctx).start()
         self._monitor = asyncio.ensure_future(self.kubelet.monitor())
 
@@ -115,6 +118,16 @@ class Emulator:
     @property
     def ca_pem(self) -> bytes:
         return self._ca.cert_pem.bytes()
+
+    def client_cert_user(self) -> dict[str, str]:
+        """A kubeconfig ``user`` that authenticates with a client certificate instead."""
+        leaf = self._ca.issue_cert("tester@emulator", common_name="tester")
+        key = leaf.private_key_pem.bytes()
+        chain = b"".join(blob.bytes() for blob in leaf.cert_chain_pems)
+        return {
+            "client-certificate-data": base64.b64encode(chain).decode(),
+            "client-key-data": base64.b64encode(key).decode(),
+        }
 
     def write_kubeconfig(
         self, path: Path, namespace: str = "default", token: str | None = None

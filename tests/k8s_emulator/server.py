@@ -70,9 +70,15 @@ def not_found(name: str) -> web.Response:
 
 
 def make_auth(token: str) -> Any:
+    """Bearer token, or a client certificate signed by the emulator's CA (checked by TLS)."""
+
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.headers.get("Authorization", "") != f"Bearer {token}":
+        has_token = request.headers.get("Authorization", "") == f"Bearer {token}"
+        has_cert = request.transport is not None and bool(
+            request.transport.get_extra_info("peercert")
+        )
+        if not (has_token or has_cert):
             return status(401, "Unauthorized", "Unauthorized")
         return await handler(request)
 

@@ -120,6 +120,8 @@ async def dial_exec(
             additional_headers=access.auth_headers(),
             ssl=access.ssl_context(),
             server_hostname=access.server_hostname,
+            # The kubeconfig's proxy-url, else the environment's (HTTPS_PROXY, NO_PROXY).
+            proxy=getattr(access.configuration, "proxy", None) or True,
             compression=None,
             user_agent_header=USER_AGENT,
             open_timeout=OPEN_TIMEOUT_SECONDS,
