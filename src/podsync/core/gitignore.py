@@ -223,7 +223,10 @@ def translate(body: str, sub_start: int) -> str:
                     out.append(".*")
                 elif nxt[0] == "/":  # '**/' matches zero or more whole directories
                     out.append("(?:.*/)?")
-                    seg.close()
+                    if i == 0 or body[i - 1] == "/":
+                        seg.close()
+                    # else (git's prefix quirk, 'a**/'): with zero directories what follows
+                    # continues the current segment, so no new segment starts here.
                     j += 1
                 else:
                     out.append(".*")

@@ -291,6 +291,9 @@ TRICKY = [
     (["*/**/b"], {"a": True, "a/b": False, "a/x": True, "a/x/y": True, "a/x/y/b": False}),
     (["*/x**/b"], {"a": True, "a/xb": False, "a/x": True, "a/x/b": False}),
     (["a**b/c"], {"ab": True, "ab/c": False, "a": True, "a/b": True, "a/b/c": False}),
+    # ... and with zero directories the text after 'a**/' continues the segment of 'a'.
+    (["a**//x", "b**/./x"], {"a": True, "a/x": False, "b.": True, "b./x": False}),
+    (["/a/a/", "!/a/a**//"], {"a": True, "a/a": True, "a/a/b": False}),
     # '?' and classes never match '/'.
     (["/a?b", "a[/]b", "a[!x]b"], {"a": True, "a/b": False, "axb": False, "ayb": False}),
     (["[^a]", "![!b]"], {"a": False, "b": False, "c": False}),
@@ -332,7 +335,8 @@ def test_classes_and_bytes_agree_with_git(repo: GitRepo, pattern: str) -> None:
 
 REJECTED = [
     "!", "/", "!/", "! ", "a\\", "a/b\\", "[a", "a[b-", "[!]", "[]", "x[[:foo:]]", "[[:alpha:]",
-    "a//b", "a//", "//a", "**//a", "./a", "a/./b", "a/..", ".", "..", "/.", "*/../a", "[\\",
+    "a//b", "a//", "//a", "**//a", "x/**//", "./a", "a/./b", "a/..", ".", "..", "/.", "*/../a",
+    "[\\",
     "\\", "a\\/",
 ]  # fmt: skip
 REJECTED_TREE = {
