@@ -104,6 +104,9 @@ def test_gnu_tools_scan_write_read_delete_digests(tmp_path: Path) -> None:
         assert [p.path for p in result.problems] == ["sp ace/f\nnl"]
         assert result.written[RelPath("new/a b.txt")] == Entry(FILE, 5, 1_600_000_000 * 10**9, True)
         assert (root / "new/a b.txt").read_bytes() == b"hello"
+        fresh = [file_item("sp ace/f\nnl", b"zz", expect=snap[RelPath("sp ace/f\nnl")])]
+        assert (await ep.write(items_of(fresh))).problems == []
+        assert (root / "sp ace/f\nnl").read_bytes() == b"zz"
         assert os.readlink(root / "new/l") == "a b.txt"
         got = {}
         async for src in ep.read([RelPath("new/a b.txt"), RelPath("new/d"), RelPath("lnk")]):

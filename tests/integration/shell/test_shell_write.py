@@ -47,10 +47,14 @@ def test_write_files_dirs_links_with_mtime_and_exec_bit(box: Box) -> None:
 
 
 def test_replacing_keeps_permissions_and_failed_expectation_leaves_old_content(box: Box) -> None:
-    box.sh("cd /app && printf old > f && chmod 640 f && printf keep > g && touch -d @1500000000 g")
+    box.sh(
+        "cd /app && printf old > f && chmod 640 f && printf keep > g && touch -d @1500000000 g"
+        " && printf exe > e && chmod 755 e && touch -d @1500000000 e"
+    )
     ep = box.endpoint()
     snap = run(ep.scan())
     stale = Entry(FILE, 4, 1_400_000_000 * 10**9)  # not what is there now
+    not_exec = Entry(FILE, 3, 1_500_000_000 * 10**9, executable=False)  # but it is now
     result = run(
         ep.write(
             items_of(
@@ -58,17 +62,20 @@ def test_replacing_keeps_permissions_and_failed_expectation_leaves_old_content(b
                     file_item("f", b"new content", exe=True, expect=snap[RelPath("f")]),
                     file_item("g", b"overwritten", expect=stale),
                     file_item("h", b"h", expect=Entry(FILE, 1, 0)),  # expected, but absent
+                    file_item("e", b"replaced", expect=not_exec),
+                    file_item("g2", b"new", expect=None),
                 ]
             )
         )
     )
-    assert sorted(p.path for p in result.problems) == ["g", "h"]
+    assert sorted(p.path for p in result.problems) == ["e", "g", "h"]
     assert "changed in the container" in result.problems[0].message
+    assert box.read("/app/e") == b"exe" and box.read("/app/g2") == b"new"
     assert box.read("/app/f") == b"new content"
     assert box.sh("stat -c %a /app/f") == b"750\n"  # read bits kept, exec added where read is
     assert box.read("/app/g") == b"keep"
     assert not box.exists("/app/h")
-    assert list(result.written) == ["f"]
+    assert sorted(result.written) == ["f", "g2"]
     assert staging_dirs(box) == b""
 
 

@@ -28,6 +28,10 @@ from podsync.errors import ProtocolError
 #:   chk P E...  -> 0 when P matches the expectation: a | n | f SIZE MTIME X | d | l TARGET
 #:   par D...    -> 0 when each D is a real directory or absent (never a symlink)
 #:   clr P       -> removes P when it is a symlink or a directory (mv would go into them)
+#:   fck S M X P -> 0 when $o (records of one ``stat -c '%s %Y %f %n//'`` over a folder's
+#:                  files, framed by newlines) holds P as a regular file of size S, mtime M,
+#:                  owner exec bit X: ``%f`` of a regular file is 8xyz, the exec bit is the
+#:                  4 of y, and a record cannot span two ("//" ends each, names have no "/")
 PRELUDE = r"""
 st() { T=n; set -- $(stat -c '%f %s %Y' -- "$1" 2>/dev/null); [ $# -eq 3 ] || return 0
   m=$((0x$1)); SZ=$2; MT=$3; X=$(( (m & 64) != 0 )); P=$((m & 511))
@@ -43,7 +47,13 @@ chk() { case $2 in a) return 0;; esac
 par() { for d do [ -L "$d" ] && return 1; [ -e "$d" ] && [ ! -d "$d" ] && return 1
   done; return 0; }
 clr() { if [ -L "$1" ]; then rm -f -- "$1"; elif [ -d "$1" ]; then rm -rf -- "$1"; fi; }
+fck() { case $3 in 1) x='[4567cdef]';; *) x='[012389ab]';; esac
+  case $o in *"
+$1 $2 8"[0-9a-f]$x[0-9a-f]" $4//
+"*) return 0;; esac; return 1; }
 """
+
+NL = "\n"
 
 
 def expect_words(expect: Expect) -> str:
@@ -121,11 +131,23 @@ def _file_group(folder: RelPath, members: Sequence[Upload]) -> str:
     if folder:
         chain = " ".join(q(dot(a)) for a in [*ancestors(folder), folder])
         lines.append(f"if par {chain}; then mkdir -p -- {d} 2>/dev/null || ok=; else ok=; fi")
+    known = [u for u in members if isinstance(u.expect, Entry) and u.expect.kind == FILE]
+    checked = {u.index for u in known}
+    if known:
+        # One stat for every file whose old state is known; fck then looks records up.
+        names = " ".join(q(dot(u.path)) for u in known)
+        lines.append(f"o=$(stat -c '%s %Y %f %n//' -- {names} 2>/dev/null); o=\"{NL}$o{NL}\"")
     for u in members:
         p = q(dot(u.path))
+        if u.index in checked:
+            e = u.expect
+            assert isinstance(e, Entry)
+            test = f"fck {e.size} {e.mtime_ns // 10**9} {1 if e.executable else 0} {p}"
+        else:
+            test = f"chk {p} {expect_words(u.expect)}"
         lines.append(
             f"if [ -z \"$ok\" ]; then echo 'E {u.index} a parent folder is a symlink or a file'\n"
-            f"elif ! chk {p} {expect_words(u.expect)}; then "
+            f"elif ! {test}; then "
             f"echo 'E {u.index} changed in the container since it was scanned; left alone'\n"
             f"else {{ [ -d {p} ] || [ -L {p} ]; }} && clr {p}; "
             f'set -- "$@" "$S/{u.staged}"; k="$k {u.index}"; fi'
