@@ -281,21 +281,28 @@ def split_pid(stdout: bytes) -> tuple[int, bytes] | None:
 
 class _StartupSink:
     """Holds stderr lines until the command has started: before that they are the client's
-    own complaints (explaining a failed start); afterwards they flow to the real sink."""
+    own complaints (explaining a failed start); afterwards they flow to the real sink. A flood
+    before the start releases early, so no line is ever dropped; the first lines are kept to
+    explain a failure."""
 
     def __init__(self, target: StderrSink) -> None:
         self._target = target
+        self._kept: list[str] = []
         self._held: list[str] = []
         self._released = False
 
     def __call__(self, line: str) -> None:
+        if len(self._kept) < STARTUP_LINES_KEPT:
+            self._kept.append(line)
         if self._released:
             self._target(line)
-        elif len(self._held) < STARTUP_LINES_KEPT:
-            self._held.append(line)
+            return
+        self._held.append(line)
+        if len(self._held) > STARTUP_LINES_KEPT:
+            self.release()
 
     def text(self) -> str:
-        return "\n".join(self._held)
+        return "\n".join(self._kept)
 
     def release(self) -> None:
         self._released = True
