@@ -341,8 +341,9 @@ class WatchCase:
 
 
 @SETTINGS
-@given(watch_cases())
-def test_reconcile_is_safe_and_converges(case: WatchCase) -> None:
+@given(watch_cases(), st.data())
+def test_reconcile_is_safe_and_converges(case: WatchCase, data: st.DataObject) -> None:
+    """Three rounds of edits on both sides, each reconciled, applied and checked."""
     mode, gran = case.mode, case.gran
 
     def plan_for(
@@ -353,14 +354,20 @@ def test_reconcile_is_safe_and_converges(case: WatchCase) -> None:
             a, lo, re, hints, mode.rules, upload_only=up, download_only=down, granularity_ns=gran
         )
 
-    plan = plan_for(case.ancestor, case.local, case.remote, None)
-    _assert_no_loss(plan, case.ancestor, case.local, case.remote)
-    new_local, new_remote, written = apply(plan, case.local, case.remote, mode, gran == S)
-    after = advance_ancestor(case.ancestor, plan.actions, written=written)
-    again = plan_for(after, new_local, new_remote, None)
-    assert again.is_empty(), (plan.describe(), again.describe())
-    hinted = plan_for(case.ancestor, case.local, case.remote, sorted(case.edited))
-    assert set(hinted.changes()) == set(plan.changes())
+    ancestor, local, remote, edited = case.ancestor, case.local, case.remote, case.edited
+    for _ in range(3):
+        plan = plan_for(ancestor, local, remote, None)
+        _assert_no_loss(plan, ancestor, local, remote)
+        hinted = plan_for(ancestor, local, remote, sorted(edited))
+        assert set(hinted.changes()) == set(plan.changes())
+        local, remote, written = apply(plan, local, remote, mode, gran == S)
+        ancestor = advance_ancestor(ancestor, plan.actions, written=written)
+        again = plan_for(ancestor, local, remote, None)
+        assert again.is_empty(), (plan.describe(), again.describe())
+        local, l_edits = data.draw(edits(local))
+        remote, r_edits = data.draw(edits(remote))
+        remote = coarsen(remote) if gran == S else remote
+        edited = l_edits | r_edits
 
 
 def _assert_no_loss(
