@@ -78,16 +78,19 @@ class _Bucket:
 class _Table:
     """The patterns that can apply to one kind of entry (files, or directories).
 
-    ``top``/``tail`` answer "does any literal or suffix pattern match?" for a whole path:
-    ``top`` holds exact paths (anchored literals, and basename literals for top-level
-    entries), ``tail`` the endings ``/name`` of basename literals and the ``*suffix`` suffixes.
-    The per-kind maps give the index of the LAST matching pattern (git: last match wins).
+    Plain-text kinds are answered for the whole path without splitting it: ``top`` holds
+    exact paths (anchored literals, and basename literals for top-level entries), ``tail``
+    the endings ``/name`` of basename literals and the ``*suffix`` suffixes, ``starts`` the
+    ``dir/`` of ``dir/**`` and the ``name/`` of ``**/name/**``, ``needles`` the ``/name/`` of
+    the latter. The per-kind lists give the index of the LAST matching pattern (git: last
+    match wins); wildcard patterns go to at most two regex buckets.
     """
 
     def __init__(self, patterns: Sequence[Tuple[int, ParsedPattern]]) -> None:
         self.base_lit: Dict[str, int] = {}
         self.path_lit: Dict[str, int] = {}
         suffixes: List[Tuple[int, str]] = []
+        below: List[Tuple[int, str, str]] = []  # (index, start, needle or "")
         base_rx: List[Tuple[int, ParsedPattern]] = []
         path_rx: List[Tuple[int, ParsedPattern]] = []
         for idx, pat in patterns:  # ascending, so later patterns overwrite earlier ones
@@ -95,23 +98,52 @@ class _Table:
                 (self.base_lit if pat.basename else self.path_lit)[pat.text] = idx
             elif pat.kind == "suffix":
                 suffixes.append((idx, pat.text))
+            elif pat.kind == "under":
+                below.append((idx, pat.text, ""))
+            elif pat.kind == "inside":
+                below.append((idx, pat.text + "/", f"/{pat.text}/"))
             else:
                 (base_rx if pat.basename else path_rx).append((idx, pat))
         self.suffixes = tuple(reversed(suffixes))
+        self.below = tuple(reversed(below))
         self.top = frozenset(self.base_lit) | frozenset(self.path_lit)
         self.tail = tuple("/" + name for name in self.base_lit) + tuple(s for _, s in suffixes)
+        self.starts = tuple(start for _, start, _ in below)
+        self.needles = tuple(needle for _, _, needle in below if needle)
         self.buckets = tuple(
             _Bucket(items, basename)
             for items, basename in ((base_rx, True), (path_rx, False))
             if items
         )
 
+    def plain(self, path: str) -> bool:
+        """Whether a plain-text pattern matches ``path``."""
+        if path in self.top or path.endswith(self.tail) or path.startswith(self.starts):
+            return True
+        for needle in self.needles:  # noqa: SIM110 (a plain loop beats any() + generator)
+            if needle in path:
+                return True
+        return False
+
     def any(self, path: str) -> bool:
         """Whether any pattern matches ``path`` (not the root)."""
-        if path in self.top or path.endswith(self.tail):
+        # plain() inlined: this is the hot path of scans.
+        if path in self.top or path.endswith(self.tail) or path.startswith(self.starts):
             return True
-        for bucket in self.buckets:  # noqa: SIM110 (a plain loop beats any() + generator here)
+        for needle in self.needles:
+            if needle in path:
+                return True
+        for bucket in self.buckets:  # noqa: SIM110
             if bucket.last(path) >= 0:
+                return True
+        return False
+
+    def maybe(self, path: str) -> bool:
+        """Cheap: False only when no pattern can match ``path``."""
+        if self.plain(path):
+            return True
+        for bucket in self.buckets:  # noqa: SIM110
+            if bucket.maybe(path):
                 return True
         return False
 
@@ -123,6 +155,12 @@ class _Table:
             if idx <= best:
                 break
             if base.endswith(suffix):
+                best = idx
+                break
+        for idx, start, needle in self.below:
+            if idx <= best:
+                break
+            if path.startswith(start) or (needle and needle in path):
                 best = idx
                 break
         for bucket in self.buckets:
@@ -149,7 +187,10 @@ def _here_function(parsed: Sequence[ParsedPattern]) -> _Check:
     def here_negatable(path: str, is_dir: bool) -> bool:
         if not path:
             return False
-        best = (dirs if is_dir else files).last(path)
+        table = dirs if is_dir else files
+        if not table.maybe(path):  # the common case: nothing can match
+            return False
+        best = table.last(path)
         return best >= 0 and not negative[best]
 
     return here_negatable

@@ -257,9 +257,10 @@ def simple_length(text: str) -> int:
 class ParsedPattern:
     """One gitignore line, parsed.
 
-    ``kind`` is "literal", "suffix" (``*`` + literal) or "regex"; ``text`` is the literal or
-    the suffix (plain text: comparing text is comparing bytes) or the regex source (to match
-    against a :func:`byte_view`). ``basename`` patterns match the last path component only,
+    ``kind`` and ``text``: "literal" (the name or path), "suffix" (``*`` + text), "under"
+    (``dir/**``: text is ``dir/``), "inside" (``**/name/**``: text is ``name``), all plain
+    text (comparing text is comparing bytes), or "regex" (the source, to match against a
+    :func:`byte_view`). ``basename`` patterns match the last path component only,
     the others the whole path from the root.
 
     ``hint`` is a cheap necessary condition for a regex pattern to match a path: ("end", s)
@@ -319,10 +320,16 @@ def parse_pattern(pattern: str) -> Optional[ParsedPattern]:
     prefix = simple_length(body)
     # The prefix is pure literal text, so its length is the same in the byte view.
     regex = translate(byte_view(body), 0 if basename else len(byte_view(body[:prefix])))
+    middle = body[3:-3]  # of '**/name/**'
+    inside = body[:3] == "**/" and body[-3:] == "/**" and middle and "/" not in middle
     if prefix == len(body):
         kind, text = "literal", body
     elif basename and body[0] == "*" and simple_length(body[1:]) == len(body) - 1:
         kind, text = "suffix", body[1:]
+    elif body.endswith("/**") and prefix == len(body) - 2:
+        kind, text = "under", body[:-2]  # 'dir/**': everything below dir
+    elif inside and simple_length(middle) == len(middle):
+        kind, text = "inside", middle  # '**/name/**': everything below any 'name'
     else:
         hint = _hint(body, basename)
         return ParsedPattern(pattern, negative, dir_only, basename, "regex", regex, hint)
