@@ -372,6 +372,23 @@ def _deleted(reason: str) -> str:
     return reason.replace("changed", "deleted", 1) if reason.startswith("changed") else reason
 
 
+def digest_candidates(plan: Plan) -> Tuple[RelPath, ...]:
+    """Conflicts that equal content would dissolve: both sides hold a file of the same size
+    and exec bit (e.g. the same ``git checkout`` on both sides). The engine may fetch both
+    SHA-256 digests, set them on the entries (``Entry.digest``) and reconcile again: equal
+    digests are then agreed instead of uploaded and saved as conflict copies."""
+    return tuple(
+        c.path
+        for c in plan.conflicts
+        if c.local is not None
+        and c.remote is not None
+        and c.local.kind == FILE
+        and c.remote.kind == FILE
+        and (c.local.size, c.local.executable) == (c.remote.size, c.remote.executable)
+        and (c.local.digest is None or c.remote.digest is None)
+    )
+
+
 def detect_mass_deletion(
     ancestor: AncestorView, remote: SnapshotView, rules: ExcludeRules, *, side: str = "container"
 ) -> Optional[str]:

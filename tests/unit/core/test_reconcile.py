@@ -7,7 +7,7 @@ as ``"verb path"`` strings in execution order (records are checked separately).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
@@ -26,7 +26,13 @@ from podsync.core.plan import (
     Upload,
     advance_ancestor,
 )
-from podsync.core.reconcile import BOTH_CHANGED, MASS_MIN, detect_mass_deletion, reconcile
+from podsync.core.reconcile import (
+    BOTH_CHANGED,
+    MASS_MIN,
+    detect_mass_deletion,
+    digest_candidates,
+    reconcile,
+)
 
 S = 10**9
 BASE = Entry(FILE, 10, 100 * S)  # the agreed version
@@ -464,3 +470,20 @@ def test_ancestor_takes_the_entries_really_sent_and_written() -> None:
     assert short(
         reconcile(after, snap(a=newer, b=MINE), snap(a=coarse, b=BASE), None, Rules())
     ) == ["upload b"]
+
+
+def test_same_size_conflicts_are_offered_for_digests_then_agreed() -> None:
+    mine, theirs = Entry(FILE, 20, 200 * S), Entry(FILE, 20, 300 * S)
+    plan = reconcile(A, snap(a=mine), snap(a=theirs), None, Rules())
+    assert short(plan) == ["save-copy a", "upload a", "conflict a"]
+    assert digest_candidates(plan) == ("a",)
+    equal = reconcile(
+        A, snap(a=replace(mine, digest="h")), snap(a=replace(theirs, digest="h")), None, Rules()
+    )
+    assert equal.changes() == () and digest_candidates(equal) == ()
+    other = reconcile(
+        A, snap(a=replace(mine, digest="h")), snap(a=replace(theirs, digest="g")), None, Rules()
+    )
+    assert short(other) == short(plan) and digest_candidates(other) == ()
+    # Different sizes cannot be equal: no digests asked.
+    assert digest_candidates(reconcile(A, snap(a=MINE), snap(a=THEIRS), None, Rules())) == ()
