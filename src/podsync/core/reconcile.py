@@ -1,7 +1,7 @@
 """The watch phase: three-way reconciliation against the last agreed state, as a pure planner.
 
-Owns: :func:`reconcile` and :func:`detect_mass_deletion`. May import: the standard library
-and ``podsync.core``; no I/O.
+Owns: :func:`reconcile`, :func:`digest_candidates` and :func:`detect_mass_deletion`. May
+import: the standard library and ``podsync.core``; no I/O.
 
 Each side's current entry is compared with that side's own entry in the ancestor, so only
 real changes count (never a clock-precision difference between the sides). Decisions are
@@ -21,7 +21,8 @@ the other is settled as a unit:
   (:class:`SaveConflictCopy`, into ``.devspace/conflicts/``), and a :class:`Conflict` is
   reported. When uploads of the path are blocked (``uploadExcludePaths``, download-only
   mode) both versions are kept and the conflict is recorded instead: sync never overwrites
-  a local edit it has not propagated.
+  a local edit it has not propagated. Upload-only mode: a local deletion wins over a
+  container edit the same way (the container's version is saved first).
 
 A pair left different by the initial sync (ancestor ``conflict=True``) stays as it is until
 one side changes; a local edit then saves the container's copy before uploading.
