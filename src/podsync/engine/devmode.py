@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -50,12 +51,34 @@ async def _follow(session: Session, colour: str, out: Console, lock: threading.L
         prefix = f"[{target.pod}:{target.container}] "
         stop = threading.Event()
         try:
-            await asyncio.to_thread(_read_log, api, target, colour, prefix, out, lock, stop)
+            await _in_daemon_thread(
+                functools.partial(_read_log, api, target, colour, prefix, out, lock, stop)
+            )
         finally:
             stop.set()
         # The stream ended (pod gone or restarted): wait for the sync to move on.
         while session.transport is transport:
             await asyncio.sleep(0.5)
+
+
+async def _in_daemon_thread(work: Callable[[], None]) -> None:
+    """Run blocking ``work`` in a daemon thread: unlike the default executor, a read that
+    blocks forever (a log stream) never holds up podsync's exit."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    def body() -> None:
+        try:
+            work()
+        finally:
+            loop.call_soon_threadsafe(settle)
+
+    threading.Thread(target=body, name="podsync-logs", daemon=True).start()
+    await done
 
 
 def _read_log(
