@@ -17,6 +17,8 @@ How git reads one line, and how this module mirrors it (``dir.c``/``wildmatch.c`
   Paths and patterns are therefore matched in a "byte view" (UTF-8 bytes decoded as latin-1;
   ASCII strings are their own byte view, so the common case costs nothing).
 * Case-sensitive, as git on Linux (``core.ignorecase=false``).
+* ``**/name`` (``name`` without ``/``) is the same as the basename pattern ``name`` and is
+  stored as one; plain-text forms are recognised so they need no regex (see ParsedPattern).
 
 What git accepts but never matches is rejected here (see :func:`validate_pattern`): such a
 pattern in a config is always a mistake, and saying so beats silently syncing the files.
