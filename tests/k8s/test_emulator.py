@@ -237,3 +237,23 @@ def test_official_client_watch_sees_deletion(k8s: K8sApi) -> None:
         if event["type"] == "DELETED":
             break
     assert seen[-1] == "DELETED" and "MODIFIED" in seen
+
+
+def test_official_client_stream_exec_sends_text_frames(k8s: K8sApi) -> None:
+    """The Python client's stream() offers v5 then v4 and sends str stdin as text frames;
+    the API server (and so the emulator) accepts them."""
+    from kubernetes import client, config
+    from kubernetes.stream import stream
+
+    pod = _name("clientexec")
+    k8s.create_pod(pod)
+    api = client.CoreV1Api(config.new_client_from_config(str(k8s.kubeconfig_path)))
+    resp = stream(api.connect_get_namespaced_pod_exec, pod, "default", command=["cat"],
+                  stdin=True, stdout=True, stderr=True, tty=False,
+                  _preload_content=False)  # fmt: skip
+    resp.write_stdin("hello from the official client\n")
+    out = wait_until(lambda: (resp.update(timeout=1), resp.peek_stdout())[1], 30, "echo")
+    resp.close()
+    assert out == "hello from the official client\n"
+    offered, chosen = k8s.emulator.switches.exec_log[-1][1:]
+    assert (offered, chosen) == ("v5.channel.k8s.io,v4.channel.k8s.io", "v5.channel.k8s.io")

@@ -67,7 +67,10 @@ class Emulator:
         api = Api(self.store, self.kubelet, self.switches)
         streams = Streams(self.store, self.kubelet, self.switches)
         app = build_app(api, self.token, streams.exec, streams.logs)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        # Short shutdown grace: an exec whose client never closes stdin would hold it open.
+        self._runner = web.AppRunner(
+            app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0
+        )
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -173,9 +173,17 @@ class Streams:
     ) -> None:
         stdin = proc.stdin
         async for msg in ws:
-            if msg.type != WSMsgType.BINARY or not msg.data:
+            # Text frames count too (the API server reads both; the official Python client
+            # sends stdin as text): their bytes are the UTF-8 of the text.
+            if msg.type == WSMsgType.TEXT:
+                raw = msg.data.encode("utf-8")
+            elif msg.type == WSMsgType.BINARY:
+                raw = msg.data
+            else:
                 continue
-            ch, data = msg.data[0], msg.data[1:]
+            if not raw:
+                continue
+            ch, data = raw[0], raw[1:]
             if ch == 0 and stdin is not None and data:
                 try:
                     stdin.write(data)
