@@ -30,6 +30,13 @@ from podsync.wire.frames import Decoder, Frame, encode, handshake_bytes
 SEND_BUFFER_BYTES = 256 * 1024
 
 
+def _consume(future: asyncio.Future[Frame]) -> None:
+    """Mark a failed request's exception as seen: the failure is reported once, by whoever
+    waits on the connection, not again by asyncio's 'never retrieved' logger."""
+    if not future.cancelled():
+        future.exception()
+
+
 class _Stream:
     """Frames of one ``get`` as they arrive (bounded, so a slow consumer slows the agent)."""
 
@@ -114,6 +121,8 @@ class AgentEndpoint:
     async def close(self) -> None:
         if self._pinger:
             self._pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._pinger
         if self._failure is None:
             with contextlib.suppress(PodsyncError, asyncio.TimeoutError, OSError):
                 await self._request({"t": "bye"}, timeout=2)
@@ -147,9 +156,12 @@ class AgentEndpoint:
         if not isinstance(exc, PodsyncError):
             exc = TransportError(f"connection to the agent broke: {exc}")
         self._failure = exc
+        if self._pinger is not None and self._pinger is not asyncio.current_task():
+            self._pinger.cancel()
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(exc)
+                future.add_done_callback(_consume)
         for stream in self._streams.values():
             with contextlib.suppress(asyncio.QueueFull):
                 stream.queue.put_nowait(exc)
@@ -162,7 +174,7 @@ class AgentEndpoint:
             if frame.header.get("listing"):
                 listing = m.decode_listing(frame.body, bool(frame.header.get("z")))
                 for root in paths:
-                    self._fresh[root] = {p: e for p, e in listing.items() if is_within(p, root)}
+                    self._remember_fresh(root, listing)
             self._hints.add(paths)
             return
         request_id = m.int_field(frame.header, "id")
@@ -181,6 +193,19 @@ class AgentEndpoint:
             future.set_result(frame)
         else:
             raise ProtocolError(f"the agent sent an unknown message {kind!r}")
+
+    def _remember_fresh(self, root: RelPath, listing: Snapshot) -> None:
+        """Keep the listing of ``root`` that came with a hint; it supersedes older listings
+        of paths below it and updates the listings of subtrees that contain it."""
+        part = {p: e for p, e in listing.items() if is_within(p, root)}
+        for known in [q for q in self._fresh if is_within(q, root)]:
+            del self._fresh[known]
+        for outer, snapshot in self._fresh.items():
+            if is_within(root, outer):
+                for stale in [p for p in snapshot if is_within(p, root)]:
+                    del snapshot[stale]
+                snapshot.update(part)
+        self._fresh[root] = part
 
     async def _send(self, header: dict[str, Any], body: bytes = b"", flush: bool = True) -> None:
         """Queue a frame; write the queue out when ``flush`` or when it is large. Streams
@@ -232,6 +257,8 @@ class AgentEndpoint:
             snapshot: Snapshot = {}
             for root in under:
                 snapshot.update(self._fresh.pop(root))
+                for inner in [q for q in self._fresh if is_within(q, root)]:
+                    del self._fresh[inner]  # already merged into the root's listing
             return snapshot
         self._fresh.clear()
         reply = await self._request({"t": "scan", "under": list(under)})
@@ -303,11 +330,14 @@ class AgentEndpoint:
         )
 
     async def _send_chunks(self, chunks: AsyncIterator[bytes]) -> None:
+        piece = self.upload_throttle.chunk_size(CHUNK_BYTES)
         pending: bytes | None = None
         async for data in chunks:
-            if pending is not None:
-                await self._send_chunk(pending, end=False)
-            pending = data
+            # Under a bandwidth limit, chunks are cut small so pacing stays smooth.
+            for at in range(0, max(len(data), 1), piece):
+                if pending is not None:
+                    await self._send_chunk(pending, end=False)
+                pending = data[at : at + piece]
         await self._send_chunk(pending or b"", end=True, changed=getattr(chunks, "changed", False))
 
     async def _send_chunk(self, data: bytes, *, end: bool, changed: bool = False) -> None:

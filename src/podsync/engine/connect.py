@@ -152,7 +152,7 @@ async def connect(
             )
         from podsync.engine.shell_endpoint import ShellEndpoint
 
-        shell = ShellEndpoint(transport, root, rules)
+        shell = ShellEndpoint(transport, root, rules, upload_throttle=up, download_throttle=down)
         shell.agent_description = why
         start = getattr(shell, "start", None)
         if start is not None:

@@ -74,6 +74,8 @@ class Session:
         #: selected container's logs through it).
         self.connected = asyncio.Event()
         self.transport: Any = None
+        #: When the current connection reached the watch phase (None: not yet).
+        self.watching_since: float | None = None
         self.conflict_count = 0
         self.executor: Executor | None = None
         self._remote_desc = spec.target.describe()
@@ -160,6 +162,8 @@ class Session:
                 if not watch or not self.initial_done.is_set():
                     self.state("error", str(exc))
                     raise
+                if self.watching_since is not None:
+                    attempt = 0  # that connection worked: start the backoff over
                 delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
                 attempt += 1
                 self.state("reconnecting", f"{exc} (retrying in {delay:g} s)")
@@ -168,6 +172,7 @@ class Session:
 
     async def _connected_run(self, watch: bool) -> None:
         spec = self.spec
+        self.watching_since = None
         local = LocalEndpoint(
             spec.local_root,
             self.rules,
@@ -197,6 +202,7 @@ class Session:
             await self._first_pass(local, remote.endpoint)
             if watch:
                 self.state("watching")
+                self.watching_since = time.monotonic()
                 self.say("watching for changes (Ctrl-C to stop)")
                 await self._watch(local, remote.endpoint)
         finally:

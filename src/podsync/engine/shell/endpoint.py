@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Container, Sequence
 
 from podsync.core.entry import DIR, FILE, LINK, Entry, Problem, Snapshot
 from podsync.core.excludes import Rules
@@ -78,7 +78,11 @@ class ShellEndpoint:
         self._interval = poll_interval
         self._hints = HintBuffer()
         self._poller: Poller | None = None
+        #: What the last full scan, our own writes and the poll loop say is there.
         self._baseline: dict[RelPath, tuple[object, ...]] | None = None
+        #: What the poll loop's last listing showed; _dirty: the baseline moved since.
+        self._seen: dict[RelPath, tuple[object, ...]] | None = None
+        self._dirty = False
         self.read_problems: list[Problem] = []
         self.stderr_tail: list[str] = []
         #: Permission bits of files as last listed (a replaced file keeps its own).
@@ -150,9 +154,12 @@ class ShellEndpoint:
         snapshot = to_snapshot(records, self._prune, self._warn)
         if whole and not under:
             self._baseline = _signatures(records, snapshot)
-        elif whole:
-            wanted = set(roots)
-            snapshot = {p: e for p, e in snapshot.items() if p in wanted or _below(p, wanted)}
+            self._dirty = True
+        else:
+            if whole:
+                wanted = set(roots)
+                snapshot = {p: e for p, e in snapshot.items() if p in wanted or _below(p, wanted)}
+            self._note(records, snapshot)
         return snapshot
 
     def _pruned_above(self, path: RelPath) -> bool:
@@ -184,6 +191,7 @@ class ShellEndpoint:
             expr,
             self._interval,
             self._on_listing,
+            self._on_tick,
             self._hints.fail,
             self._stderr,
         )
@@ -191,8 +199,19 @@ class ShellEndpoint:
 
     def _on_listing(self, records: list[Record]) -> None:
         snapshot = to_snapshot(records, self._prune, lambda message: None)
-        now = _signatures(records, snapshot)
-        before, self._baseline = self._baseline, now
+        self._seen = _signatures(records, snapshot)
+        self._compare(self._seen)
+
+    def _on_tick(self) -> None:
+        # "=T": the container still looks like its last listing. When our own scans or
+        # writes moved the baseline meanwhile, the difference is a change nobody hinted
+        # (e.g. our upload, then a user's rm, both between two polls).
+        if self._dirty and self._seen is not None:
+            self._compare(self._seen)
+
+    def _compare(self, now: dict[RelPath, tuple[object, ...]]) -> None:
+        before, self._baseline = self._baseline, dict(now)
+        self._dirty = False
         if before is None:
             return
         changed = {p for p in now.keys() | before.keys() if now.get(p) != before.get(p)}
@@ -201,6 +220,12 @@ class ShellEndpoint:
 
     # -- change -------------------------------------------------------------------------
     async def write(self, items: AsyncIterator[FileItem]) -> WriteResult:
+        return await self._write(items)
+
+    async def delete(self, items: Sequence[DeleteItem]) -> WriteResult:
+        return await self._delete(items)
+
+    async def _write(self, items: AsyncIterator[FileItem]) -> WriteResult:
         iterator = items.__aiter__()
         try:
             first = await iterator.__anext__()
@@ -291,10 +316,11 @@ class ShellEndpoint:
             entry = entries.get(paths[i])
             if entry is not None:
                 written[paths[i]] = entry
+        self._note(records, written)
         problems = [Problem(paths[i], why) for i, why in answers.failed]
         return WriteResult(written, problems)
 
-    async def delete(self, items: Sequence[DeleteItem]) -> WriteResult:
+    async def _delete(self, items: Sequence[DeleteItem]) -> WriteResult:
         if not items:
             return WriteResult({}, [])
         body = "".join(changes.delete_item(i, it.path, it.expect) for i, it in enumerate(items))
@@ -306,7 +332,24 @@ class ShellEndpoint:
         argv, stdin = scripts.piped_script(script)
         answers = changes.parse_answers(await self._run(argv, stdin), len(items))
         written: dict[RelPath, Entry | None] = {items[i].path: None for i in answers.done}
+        if self._baseline is not None and written:
+            gone = set(written)
+            self._baseline = {
+                p: sig for p, sig in self._baseline.items() if p not in gone and not _below(p, gone)
+            }
+            self._dirty = True
         return WriteResult(written, [Problem(items[i].path, why) for i, why in answers.failed])
+
+    def _note(self, records: list[Record], paths: Container[RelPath]) -> None:
+        """Fold fresh records of ``paths`` into the poll baseline, so a change that lands
+        and is undone between two polls (our write, then a user's rm) is still seen."""
+        if self._baseline is None:
+            return
+        for record in records:
+            path, _ = record_path(record)
+            if path and path in paths:
+                self._baseline[path] = record.signature()
+                self._dirty = True
 
 
 #: ``sh -c EXTRACT sh ROOT STAGE``: unpack stdin into ROOT/STAGE, run its ``script`` from
@@ -376,6 +419,9 @@ def _entries_by_path(records: list[Record]) -> dict[RelPath, Entry]:
         elif kind == LINK and record.target is not None:
             out[path] = Entry(LINK, target=record.target.decode("utf-8", "surrogateescape"))
     return out
+
+
+#: Baseline signature of a path we just wrote: equal to no real listing record.
 
 
 def _signatures(records: list[Record], snapshot: Snapshot) -> dict[RelPath, tuple[object, ...]]:
