@@ -10,6 +10,8 @@ import hashlib
 import http.client
 import json
 import os
+import pty
+import select
 import ssl
 import subprocess
 import time
@@ -257,3 +259,33 @@ def test_official_client_stream_exec_sends_text_frames(k8s: K8sApi) -> None:
     assert out == "hello from the official client\n"
     offered, chosen = k8s.emulator.switches.exec_log[-1][1:]
     assert (offered, chosen) == ("v5.channel.k8s.io,v4.channel.k8s.io", "v5.channel.k8s.io")
+
+
+def test_kubectl_exec_with_a_terminal(k8s: K8sApi) -> None:
+    """``kubectl exec -it`` (tty=true): one output stream, terminal size from the client."""
+    pod = _name("tty")
+    k8s.create_pod(pod)
+    master, slave = pty.openpty()
+    env = {**os.environ, "KUBECONFIG": str(k8s.kubeconfig_path), "TERM": "dumb"}
+    proc = subprocess.Popen(["kubectl", "exec", "-it", pod, "--", "sh"],
+                            stdin=slave, stdout=slave, stderr=slave, env=env)  # fmt: skip
+    os.close(slave)
+    seen = bytearray()
+
+    def read_until(needle: bytes) -> bool:
+        while select.select([master], [], [], 0.05)[0]:
+            try:
+                seen.extend(os.read(master, 65536))
+            except OSError:
+                break
+        return needle in seen
+
+    try:
+        os.write(master, b"tty; echo answer=$((6*7)); exit 5\n")
+        wait_until(lambda: read_until(b"answer=42"), 60, "the shell's answer")
+        assert proc.wait(60) == 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert b"/dev/pts/" in seen  # the command really ran on a terminal

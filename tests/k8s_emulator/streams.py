@@ -25,10 +25,12 @@ from .docker import exec_argv, log_stream
 from .kubelet import Kubelet
 from .pods import Pod, PodStore
 from .server import Switches, not_found, status
+from .tty import PtyExec
 
 READ_CHUNK = 256 * 1024
 OCI_FAILURE = b"OCI runtime exec failed"
 CLOSE_CHANNEL = 255
+RESIZE_CHANNEL = 4
 
 
 def _pick_container(pod: Pod, requested: str | None) -> tuple[str | None, web.Response | None]:
@@ -103,7 +105,11 @@ class Streams:
         assert cs is not None
         command = query.getall("command", [])
         want_stdin = query.get("stdin") in ("1", "true")
-        await self._run(ws, exec_argv(cs.docker_name, command, want_stdin), command, want_stdin)
+        if query.get("tty") in ("1", "true"):
+            await self._run_tty(ws, cs.docker_name, command, want_stdin)
+        else:
+            argv = exec_argv(cs.docker_name, command, want_stdin)
+            await self._run(ws, argv, command, want_stdin)
         return ws
 
     async def _run(
@@ -117,7 +123,7 @@ class Streams:
             limit=READ_CHUNK * 4,
         )
         v5 = ws.ws_protocol == "v5.channel.k8s.io"
-        reader = asyncio.ensure_future(self._from_client(ws, proc, v5))
+        reader = asyncio.ensure_future(self._from_client(ws, proc, proc.stdin, v5))
         try:
             assert proc.stdout is not None and proc.stderr is not None
             # stderr flows from the start: a command may fill it before writing any stdout.
@@ -138,6 +144,34 @@ class Streams:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
+
+    async def _run_tty(
+        self, ws: web.WebSocketResponse, container: str, command: list[str], want_stdin: bool
+    ) -> None:
+        """Like :meth:`_run` on a pseudo-terminal: one output channel, resizes on channel 4."""
+        session = await PtyExec.start(container, command, want_stdin)
+        v5 = ws.ws_protocol == "v5.channel.k8s.io"
+        stdin = session.stdin if want_stdin else None
+        reader = asyncio.ensure_future(self._from_client(ws, session.proc, stdin, v5, session))
+        try:
+            prefix = b"\x01"
+            while chunk := await session.read(READ_CHUNK):
+                if ws.closed:
+                    break
+                await ws.send_bytes(prefix + chunk)
+            code = await session.proc.wait()
+            if not ws.closed:
+                await ws.send_bytes(b"\x03" + json.dumps(exit_status(code, command)).encode())
+                await ws.close()
+        except (ConnectionError, RuntimeError):
+            pass
+        finally:
+            reader.cancel()
+            with contextlib.suppress(ProcessLookupError):
+                session.proc.kill()
+            await session.proc.wait()
+            if session.stdin is not None:
+                session.stdin.close()
 
     async def _exec_failure(
         self, proc: asyncio.subprocess.Process, stdout: asyncio.StreamReader
@@ -169,9 +203,13 @@ class Streams:
             await ws.send_bytes(prefix + chunk)
 
     async def _from_client(
-        self, ws: web.WebSocketResponse, proc: asyncio.subprocess.Process, v5: bool
+        self,
+        ws: web.WebSocketResponse,
+        proc: asyncio.subprocess.Process,
+        stdin: asyncio.StreamWriter | None,
+        v5: bool,
+        terminal: PtyExec | None = None,
     ) -> None:
-        stdin = proc.stdin
         async for msg in ws:
             # Text frames count too (the API server reads both; the official Python client
             # sends stdin as text): their bytes are the UTF-8 of the text.
@@ -193,6 +231,8 @@ class Streams:
             elif ch == CLOSE_CHANNEL and v5 and data[:1] == b"\x00" and stdin is not None:
                 stdin.close()
                 stdin = None
+            elif ch == RESIZE_CHANNEL and terminal is not None:
+                terminal.resize(data)
         # The client went away: a command that outlives its session would leak.
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
