@@ -9,6 +9,7 @@ import pytest
 from shell_helpers import Box, wait_for
 
 from podsync.core.excludes import Rules
+from podsync.core.paths import RelPath
 from podsync.engine.shell_endpoint import ShellEndpoint
 from podsync.errors import SafetyHalt
 
@@ -149,3 +150,27 @@ def test_idle_cpu_of_the_poll_loop_on_10k_files(box: Box, interval: float) -> No
     share = asyncio.run(scenario())
     print(f"shell agent: idle CPU, 10,000 files, {interval} s poll: {share * 100:.1f} % of a core")
     assert share < 0.25
+
+
+def test_a_change_undone_between_two_polls_is_still_hinted(box: Box) -> None:
+    # Our own upload, then a user's rm before the loop looked again: the container ends as
+    # the last poll saw it, but not as the engine believes it is.
+    from shell_helpers import file_item, items_of
+
+    ep = box.endpoint()
+
+    async def scenario() -> list[RelPath]:
+        await ep.start(watch=True)
+        await ep.scan()
+        result = await ep.write(items_of([file_item(f"f{i}.txt", b"x") for i in range(5)]))
+        assert len(result.written) == 5
+        await asyncio.to_thread(box.sh, "rm -f /app/f*.txt")
+        try:
+            seen: set[RelPath] = set()
+            while len(seen) < 5:
+                seen.update(await asyncio.wait_for(ep.hints(), 3))
+            return sorted(seen)
+        finally:
+            await ep.close()
+
+    assert asyncio.run(scenario()) == [f"f{i}.txt" for i in range(5)]

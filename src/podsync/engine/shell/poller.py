@@ -38,7 +38,7 @@ exec 3<&-
 n=
 trap 'kill $w $n 2>/dev/null; wait; exit 0' TERM INT HUP
 echo =UP
-prev=
+prev=/
 while kill -0 $w 2>/dev/null; do
   cd -- "$r" 2>/dev/null || { echo =NOROOT; kill $w; wait; exit 0; }
   cur=$(find "$@" 2>/dev/null)
@@ -55,7 +55,8 @@ Failure = Callable[[BaseException], None]
 
 
 class Poller:
-    """Runs the loop and calls ``on_listing`` with each changed listing."""
+    """Runs the loop; calls ``on_listing`` with each changed listing and ``on_tick`` when a
+    turn found the tree unchanged."""
 
     def __init__(
         self,
@@ -64,12 +65,14 @@ class Poller:
         find_args: Sequence[str],
         interval: float,
         on_listing: Listing,
+        on_tick: Callable[[], None],
         on_failure: Failure,
         stderr: Callable[[str], None] = lambda line: None,
     ) -> None:
         self._argv = ["sh", "-c", POLL, "sh", root, f"{interval:g}", ".", *find_args]
         self._transport = transport
         self._on_listing = on_listing
+        self._on_tick = on_tick
         self._on_failure = on_failure
         self._stderr = stderr
         self._channel: Channel | None = None
@@ -121,6 +124,7 @@ class Poller:
                 records = []
             elif line == b"=T":
                 self.ticks += 1
+                self._on_tick()
             elif line == b"=NOROOT":
                 raise SafetyHalt(
                     "the container folder is gone; sync stopped so nothing is deleted locally"
