@@ -7,9 +7,14 @@ really load the CA and really send their credentials), and it backs every pod co
 real Docker container. It is a test double: it does not schedule, has no controllers and keeps
 everything in memory.
 
-Modules: ``emulator`` (lifecycle, TLS, kubeconfig), ``server`` (auth, discovery, pods, watch),
-``streams`` (exec over WebSocket, logs), ``kubelet`` (Docker containers), ``pods`` (objects,
-status, events, Table), ``selectors``, ``docker``.
+Modules: ``emulator`` (lifecycle, TLS, kubeconfig, test hooks), ``server`` (auth, discovery,
+pods, watch, switches), ``streams`` (exec over WebSocket, logs), ``tty`` (exec with a
+terminal), ``kubelet`` (Docker containers, restarts), ``pods`` (objects, status, events,
+Table), ``selectors``, ``docker``, ``fixture`` (what the pytest fixtures yield); ``python -m
+k8s_emulator KUBECONFIG`` runs one as its own process.
+
+Known gaps: no SPDY (kubectl falls back to it only when WebSocket fails), no
+PATCH/PUT, no other resource kinds, no server-side apply, no admission or RBAC.
 """
 
 from .emulator import Emulator

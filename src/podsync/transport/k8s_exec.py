@@ -113,11 +113,13 @@ async def dial_exec(
 ) -> ClientConnection:
     """Open the exec WebSocket for ``argv``; TransportError (or UpgradeRefused) on failure."""
     url = exec_url(access.host, target, argv, stdin)
+    # An expired plugin token is renewed here by running the plugin: keep the loop free.
+    headers = await asyncio.to_thread(access.auth_headers)
     try:
         return await connect(
             url,
             subprotocols=[*SUBPROTOCOLS],  # type: ignore[list-item]
-            additional_headers=access.auth_headers(),
+            additional_headers=headers,
             ssl=access.ssl_context(),
             server_hostname=access.server_hostname,
             # The kubeconfig's proxy-url, else the environment's (HTTPS_PROXY, NO_PROXY).
