@@ -267,3 +267,23 @@ def test_cleanup_temps_removes_crash_leftovers_only(tmp_path: Path) -> None:
 def test_fsync_mode_writes_the_same(tmp_path: Path) -> None:
     replica = Replica(str(tmp_path), fsync=True)
     assert put(replica, "f", b"durable") == Entry(FILE, 7, MTIME)
+
+
+def test_deleting_a_directory_keeps_excluded_content_inside_it(tmp_path: Path) -> None:
+    """Scans never list excluded paths, so a planned deletion of their parent directory must
+    not take them along: the directory stays with only the excluded content in it."""
+    (tmp_path / "build" / "cache").mkdir(parents=True)
+    (tmp_path / "build" / "cache" / "big.bin").write_bytes(b"excluded")
+    (tmp_path / "build" / "out.o").write_bytes(b"synced")
+    (tmp_path / "gone" / "sub").mkdir(parents=True)
+    (tmp_path / "gone" / "sub" / "f").write_bytes(b"x")
+    replica = Replica(
+        str(tmp_path), prune=lambda p, d: p == "build/cache", trash_dir=str(tmp_path / ".t")
+    )
+    assert replica.delete(RelPath("build"), ANY) is None
+    assert (tmp_path / "build" / "cache" / "big.bin").read_bytes() == b"excluded"
+    assert not (tmp_path / "build" / "out.o").exists()
+    assert replica.delete(RelPath("gone"), ANY) is None
+    assert not (tmp_path / "gone").exists()
+    trashed = {p.name for p in (tmp_path / ".t").rglob("*")}
+    assert {"out.o", "f", "sub", "gone"} <= trashed
