@@ -213,7 +213,9 @@ class Session:
                     await remote.endpoint.close()
 
     async def _first_pass(self, local: LocalEndpoint, remote: Any) -> None:
+        started = time.monotonic()
         self.L, self.R = await asyncio.gather(local.scan(), remote.scan())
+        scanned = time.monotonic()
         granularity = max(local.mtime_granularity_ns, remote.mtime_granularity_ns)
         fresh = not self.ancestor or detect_mass_deletion(self.ancestor, self.R, self.rules)
         if self.initial_done.is_set() and not fresh:
@@ -240,6 +242,19 @@ class Session:
                 self.console.line(f"  {line}")
             self.initial_done.set()
             return
+        planned = time.monotonic()
+        self.log.write(
+            self.spec.name,
+            "INFO",
+            f"compared {len(self.L)} local and {len(self.R)} container entries: scans"
+            f" {(scanned - started) * 1000:.0f} ms, plan {(planned - scanned) * 1000:.0f} ms;"
+            f" {plan.summary()}",
+        )
+        if not plan.changes():
+            self.say(
+                f"initial sync: already in sync ({len(self.L)} entries compared in"
+                f" {(planned - started) * 1000:.0f} ms)"
+            )
         self.state("initial sync", progress=0.0)
         await self._execute(plan, local, remote, "initial sync", progress=True)
         self.initial_done.set()
