@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Container, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from podsync.core.entry import DIR, FILE, LINK, Entry, Problem, Snapshot
 from podsync.core.excludes import Rules
@@ -31,6 +31,7 @@ from podsync.core.paths import RelPath, ancestors, basename, parent
 from podsync.engine.endpoint import DeleteItem, FileItem, WriteResult
 from podsync.engine.hintbuffer import HintBuffer
 from podsync.engine.shell import changes, scripts
+from podsync.engine.shell.baseline import Baseline, below, minimal, signatures
 from podsync.engine.shell.listing import Record, parse_records, record_path, to_snapshot
 from podsync.engine.shell.poller import Poller
 from podsync.engine.shell.probe import ShellCapabilities, probe
@@ -78,11 +79,7 @@ class ShellEndpoint:
         self._interval = poll_interval
         self._hints = HintBuffer()
         self._poller: Poller | None = None
-        #: What the last full scan, our own writes and the poll loop say is there.
-        self._baseline: dict[RelPath, tuple[object, ...]] | None = None
-        #: What the poll loop's last listing showed; _dirty: the baseline moved since.
-        self._seen: dict[RelPath, tuple[object, ...]] | None = None
-        self._dirty = False
+        self._baseline = Baseline()
         self.read_problems: list[Problem] = []
         self.stderr_tail: list[str] = []
         #: Permission bits of files as last listed (a replaced file keeps its own).
@@ -144,7 +141,7 @@ class ShellEndpoint:
                     self._perms[path] = record.mode & 0o777
 
     async def scan(self, under: Sequence[RelPath] = ()) -> Snapshot:
-        roots = _minimal([p for p in under if not self._pruned_above(p)])
+        roots = minimal([p for p in under if not self._pruned_above(p)])
         if under and not roots:
             return {}
         whole = not roots or roots == [RelPath("")]
@@ -153,13 +150,12 @@ class ShellEndpoint:
         records = await self.listing([] if whole else roots)
         snapshot = to_snapshot(records, self._prune, self._warn)
         if whole and not under:
-            self._baseline = _signatures(records, snapshot)
-            self._dirty = True
+            self._baseline.scanned(records, snapshot)
         else:
             if whole:
                 wanted = set(roots)
-                snapshot = {p: e for p, e in snapshot.items() if p in wanted or _below(p, wanted)}
-            self._note(records, snapshot)
+                snapshot = {p: e for p, e in snapshot.items() if p in wanted or below(p, wanted)}
+            self._baseline.note(records, snapshot)
         return snapshot
 
     def _pruned_above(self, path: RelPath) -> bool:
@@ -199,24 +195,14 @@ class ShellEndpoint:
 
     def _on_listing(self, records: list[Record]) -> None:
         snapshot = to_snapshot(records, self._prune, lambda message: None)
-        self._seen = _signatures(records, snapshot)
-        self._compare(self._seen)
+        self._hint(self._baseline.listing(signatures(records, snapshot)))
 
     def _on_tick(self) -> None:
-        # "=T": the container still looks like its last listing. When our own scans or
-        # writes moved the baseline meanwhile, the difference is a change nobody hinted
-        # (e.g. our upload, then a user's rm, both between two polls).
-        if self._dirty and self._seen is not None:
-            self._compare(self._seen)
+        self._hint(self._baseline.tick())
 
-    def _compare(self, now: dict[RelPath, tuple[object, ...]]) -> None:
-        before, self._baseline = self._baseline, dict(now)
-        self._dirty = False
-        if before is None:
-            return
-        changed = {p for p in now.keys() | before.keys() if now.get(p) != before.get(p)}
-        if changed:
-            self._hints.add(_minimal(sorted(changed)))
+    def _hint(self, paths: list[RelPath]) -> None:
+        if paths:
+            self._hints.add(paths)
 
     # -- change -------------------------------------------------------------------------
     async def write(self, items: AsyncIterator[FileItem]) -> WriteResult:
@@ -316,7 +302,7 @@ class ShellEndpoint:
             entry = entries.get(paths[i])
             if entry is not None:
                 written[paths[i]] = entry
-        self._note(records, written)
+        self._baseline.note(records, written)
         problems = [Problem(paths[i], why) for i, why in answers.failed]
         return WriteResult(written, problems)
 
@@ -332,24 +318,8 @@ class ShellEndpoint:
         argv, stdin = scripts.piped_script(script)
         answers = changes.parse_answers(await self._run(argv, stdin), len(items))
         written: dict[RelPath, Entry | None] = {items[i].path: None for i in answers.done}
-        if self._baseline is not None and written:
-            gone = set(written)
-            self._baseline = {
-                p: sig for p, sig in self._baseline.items() if p not in gone and not _below(p, gone)
-            }
-            self._dirty = True
+        self._baseline.forget(written)
         return WriteResult(written, [Problem(items[i].path, why) for i, why in answers.failed])
-
-    def _note(self, records: list[Record], paths: Container[RelPath]) -> None:
-        """Fold fresh records of ``paths`` into the poll baseline, so a change that lands
-        and is undone between two polls (our write, then a user's rm) is still seen."""
-        if self._baseline is None:
-            return
-        for record in records:
-            path, _ = record_path(record)
-            if path and path in paths:
-                self._baseline[path] = record.signature()
-                self._dirty = True
 
 
 #: ``sh -c EXTRACT sh ROOT STAGE``: unpack stdin into ROOT/STAGE, run its ``script`` from
@@ -419,28 +389,3 @@ def _entries_by_path(records: list[Record]) -> dict[RelPath, Entry]:
         elif kind == LINK and record.target is not None:
             out[path] = Entry(LINK, target=record.target.decode("utf-8", "surrogateescape"))
     return out
-
-
-#: Baseline signature of a path we just wrote: equal to no real listing record.
-
-
-def _signatures(records: list[Record], snapshot: Snapshot) -> dict[RelPath, tuple[object, ...]]:
-    out: dict[RelPath, tuple[object, ...]] = {}
-    for record in records:
-        path, _ = record_path(record)
-        if path is not None and path in snapshot:
-            out[path] = record.signature()
-    return out
-
-
-def _minimal(paths: Sequence[RelPath]) -> list[RelPath]:
-    """Drop paths lying below another given path (O(paths x depth))."""
-    unique = set(paths)
-    if RelPath("") in unique:
-        return [RelPath("")]
-    return sorted(p for p in unique if not _below(p, unique))
-
-
-def _below(path: RelPath, roots: set[RelPath]) -> bool:
-    """True when a proper ancestor of ``path`` is in ``roots``."""
-    return any(a in roots for a in ancestors(path))
