@@ -258,3 +258,12 @@ def test_selector_errors(k8s: K8sApi, run, tmp_path: Path, pods, args, message) 
     assert sync.proc.wait(60) == 1, sync.output
     assert message in sync.output.lower() or message in sync.output
     assert "Traceback" not in sync.output
+
+
+def test_pick_without_a_terminal_lists_the_candidates(k8s: K8sApi, run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    for name in ("pick-a", "pick-b"):
+        k8s.create_pod(name, {"app": "pick"}, (("main", "john/devbackend"),))
+    sync = run(tmp_path, "sync", "--label-selector", "app=pick", "--pick", "--no-watch")
+    assert sync.proc.wait(60) == 1, sync.output
+    assert "pick-a:main" in sync.output and "pick-b:main" in sync.output
+    assert "Traceback" not in sync.output

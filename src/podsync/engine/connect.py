@@ -6,9 +6,11 @@ Owns: turning a TargetSpec into a connected remote Endpoint. May import: ``podsy
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import os
 import shlex
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +19,7 @@ from podsync.core.excludes import Rules
 from podsync.engine.agent_endpoint import AgentEndpoint
 from podsync.engine.spec import SyncSpec, TargetSpec
 from podsync.engine.throttle import Throttle
-from podsync.errors import AgentError, UsageError
+from podsync.errors import AgentError, TargetError, UsageError
 from podsync.limits import COMPRESS_BELOW_LINK_BYTES_PER_SECOND
 from podsync.transport.base import Transport
 
@@ -33,6 +35,10 @@ async def open_transport(spec: SyncSpec, log: Any) -> Transport:
     def on_wait(waiting: Any) -> None:
         log(f"waiting for a pod: {waiting.message}")
 
+    if target.pick:
+        picked = await _pick(target)
+        if picked is not None:
+            return picked
     return await open_kubernetes_target(
         target, timeout=pod_wait_seconds(), on_wait=on_wait, last_built_tag=_last_built_tag(spec)
     )
@@ -47,6 +53,34 @@ def pod_wait_seconds() -> float:
         raise UsageError(
             f"PODSYNC_POD_WAIT_SECONDS={raw!r}: expected a number of seconds"
         ) from None
+
+
+async def _pick(target: TargetSpec) -> Transport | None:
+    """--pick: when several (pod, container) pairs match, let the user choose (a picker on a
+    TTY; without one, an error listing them). None: at most one matched, select as usual."""
+    from podsync.transport.kubeconfig import load_api_access
+    from podsync.transport.kubernetes import KubernetesTransport, find_candidates, selector_for
+
+    api = await asyncio.to_thread(load_api_access, target.kube_context, target.namespace)
+    candidates = [c for c in await find_candidates(api, selector_for(target, api.namespace))]
+    if len(candidates) <= 1:
+        return None
+    if not sys.stdin.isatty():
+        listing = "; ".join(c.describe() for c in candidates)
+        raise TargetError(
+            f"{len(candidates)} containers match ({listing}); run in a terminal to pick one,"
+            " or name one with --pod and --container"
+        )
+    import questionary
+
+    labels = [c.describe() for c in candidates]
+    answer = await questionary.select(
+        "Which container should podsync sync with?", labels
+    ).ask_async()
+    if answer is None:
+        raise UsageError("--pick: no container chosen")
+    chosen = candidates[labels.index(answer)]
+    return KubernetesTransport(chosen.pod.name, chosen.container.name, chosen.pod.namespace, api)
 
 
 def _last_built_tag(spec: SyncSpec) -> str | None:

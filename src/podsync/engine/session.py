@@ -146,6 +146,12 @@ class Session:
         )
         self._activity(what)
 
+    def _where(self, remote: Remote) -> str:
+        """The far side as the user knows it: the pod actually selected for Kubernetes."""
+        if self.spec.target.kind == "kubernetes":
+            return str(remote.transport.description).removeprefix("pod ")
+        return self._remote_desc
+
     # -- life cycle -----------------------------------------------------------------------
     async def run(self) -> None:
         attempt = 0
@@ -194,11 +200,10 @@ class Session:
             self.board.update(
                 spec.name,
                 agent=remote.why,
-                remote=f"{self._remote_desc}:{remote.root}",
+                remote=f"{self._where(remote)}:{remote.root}",
             )
-            self.say(
-                f"connected: {spec.local_root} <-> {self._remote_desc}:{remote.root} ({remote.why})"
-            )
+            where = f"{self._where(remote)}:{remote.root}"
+            self.say(f"connected: {spec.local_root} <-> {where} ({remote.why})")
             await self._first_pass(local, remote.endpoint)
             if watch:
                 self.state("watching")
