@@ -47,17 +47,18 @@ def far_size(target: Target, rel: str) -> int | None:
 
 
 def far_temp_bytes(target: Target) -> int:
-    """Bytes in podsync's temp/staging files anywhere in the far folder."""
-    names = " -o ".join(f"-name '{m}*'" for m in TEMP_MARKERS)
+    """Bytes in podsync's temp files and staging folders anywhere in the far folder."""
+    names = " -o ".join(f"-path '*/{m}*'" for m in TEMP_MARKERS)
     root = shlex.quote(target.far.root)
-    out = target.far.sh(f"find {root} -type f \\( {names} \\) -exec stat -c %s {{}} + || true")
+    out = target.far.sh(f"find {root} \\( {names} \\) -type f -exec stat -c %s {{}} + || true")
     return sum(int(x) for x in out.split() if x.isdigit())
 
 
 def local_temp_bytes(root: Path) -> int:
     total = 0
     for path in root.rglob("*"):
-        if path.name.startswith(TEMP_MARKERS) and path.is_file():
+        rel = path.relative_to(root).as_posix()
+        if any(part.startswith(TEMP_MARKERS) for part in rel.split("/")) and path.is_file():
             with contextlib.suppress(OSError):
                 total += path.stat().st_size
     return total
@@ -101,7 +102,9 @@ def assert_rate(elapsed: float, samples: list[tuple[float, int]], what: str) -> 
         f"{expected:.1f} s +-10%"
     )
     steps = [f"{t:.2f}s:{n // KIB}K" for i, (t, n) in enumerate(samples) if i % 10 == 0]
-    for rate in window_rates(samples):
+    rates = window_rates(samples)
+    assert rates, f"{what}: the partial file was never seen growing: {' '.join(steps)}"
+    for rate in rates:
         assert abs(rate / (RATE_KIB * KIB) - 1) <= 0.10, (
             f"{what}: {rate / KIB:.0f} KiB/s over a 5 s window (limit {RATE_KIB} KiB/s); "
             f"partial file over time: {' '.join(steps)}"
