@@ -192,3 +192,21 @@ def test_one_way_modes(
         target.far.write("marker.txt", b"m")
         wait_until(lambda: read_local(workdir, "marker.txt") == b"m", 10)
         assert not target.far.exists("late.txt")
+
+
+def test_equal_content_with_other_mtime_is_not_sent_again(
+    target: Target, workdir: Path, running: list[SyncProcess]
+) -> None:
+    """DevSpace re-uploads whole trees when image mtimes differ; we compare hashes first."""
+    (workdir / "same.txt").write_bytes(b"identical content")
+    os.utime(workdir / "same.txt", (2_000_000_000, 2_000_000_000))  # local is "newer"
+    target.far.write("same.txt", b"identical content")
+    (workdir / "differs.txt").write_bytes(b"local version!!")
+    os.utime(workdir / "differs.txt", (2_000_000_000, 2_000_000_000))
+    target.far.write("differs.txt", b"remote version!")
+    before = target.far.sh(f"stat -c %Y {target.far.root}/same.txt")
+    proc = start(target, workdir, running, "--no-watch", "--verbose")
+    assert proc.finish() == 0, proc.output
+    assert target.far.sh(f"stat -c %Y {target.far.root}/same.txt") == before  # untouched
+    assert target.far.read("differs.txt") == b"local version!!"  # same size, other content
+    assert "uploaded 1 " in proc.output, proc.output
