@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from podsync.core.entry import ANY, FILE, Entry, Problem, Snapshot
+from podsync.core.entry import FILE, Entry, Problem, Snapshot
 from podsync.core.paths import RelPath, is_within
 from podsync.core.plan import (
     Action,
@@ -220,15 +220,22 @@ class Executor:
                 self.totals.deleted_local += 1
 
     async def _save_conflict_copies(self, actions: list[Any], out: Outcome) -> None:
-        """Keep the container's version of each path under conflicts/<UTC stamp>/<path>."""
+        """Keep the container's version of each path under conflicts/<UTC stamp>/<path>.
+        Each batch gets a folder of its own, so a copy saved earlier is never replaced."""
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        root = self.conflicts_dir / stamp
-        root.mkdir(parents=True, exist_ok=True)
+        self.conflicts_dir.mkdir(parents=True, exist_ok=True)
+        for n in itertools.count():
+            root = self.conflicts_dir / (stamp if n == 0 else f"{stamp}.{n}")
+            try:
+                root.mkdir()
+                break
+            except FileExistsError:
+                continue
         keeper = Replica(str(root))
         async for src in self.remote.read([a.path for a in actions]):
             if src.entry.kind != FILE:
                 continue
-            writer = keeper.begin_write(src.path, src.entry, ANY)
+            writer = keeper.begin_write(src.path, src.entry, None)
             try:
                 async for data in src.chunks():
                     writer.write(data)

@@ -277,9 +277,13 @@ class ShellEndpoint:
         """Writes to the upload pipe, paced, each piece as ``LEN\n`` + bytes when framed
         (the container then needs no end of input to know the archive is complete)."""
 
+        # Under a bandwidth limit, frames are cut to an eighth of a second of the rate so the
+        # pace stays smooth over any window (not one 1 MiB burst every few seconds).
+        size = self.upload_throttle.chunk_size(FRAME_BYTES)
+
         async def paced(data: bytes) -> None:
-            for at in range(0, len(data), FRAME_BYTES):
-                piece = data[at : at + FRAME_BYTES]
+            for at in range(0, len(data), size):
+                piece = data[at : at + size]
                 await self.upload_throttle.take(len(piece))
                 await send(b"%d\n%s" % (len(piece), piece) if framed else piece)
 
