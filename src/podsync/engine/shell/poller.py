@@ -9,8 +9,10 @@ file content is ever read), compares the listing with the previous one *inside t
 container* and only sends it when it changed; otherwise it prints a 3-byte tick. So an idle
 tree costs one ``find`` + a few batched ``stat`` execs per interval and almost no traffic.
 
-Measured (busybox 1.35 container, 10,000 files in 100 dirs, 0.5 s interval, 30 s idle):
-see ``tests/integration/shell/test_idle_cpu.py`` and the report; ~5-6 % of one core.
+Measured here (busybox 1.35 container, 10,000 empty files in 100 dirs, cgroup CPU time over
+30 s idle; ``tests/integration/shell/test_shell_hints.py``): 6.7-8.5 % of one core with the
+default 0.5 s interval, 4.1-4.4 % at 1 s (DevSpace's polling: 30-50 % on 10-15k files). A
+container change reaches ``hints()`` in 0.3-0.45 s.
 
 Stopping: ``stop()`` closes stdin (a ``cat`` watching it ends and the loop exits at its next
 turn) and kills the loop through the transport (its TERM trap ends the ``sleep`` and the
