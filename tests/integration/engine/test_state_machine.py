@@ -2,10 +2,10 @@
 
 The engine (``Session``: initial sync, watch, reconnect) runs in-process in a background event
 loop; the far side is served by the real agent as a local subprocess. Rules make random user
-changes on BOTH sides (create / modify / delete / rename / chmod +x / mkdir / rmdir, the same
-path edited on both sides at once) and drop the connection (SIGKILL of the agent: the engine
-must reconnect and resume from its last agreed state). The ``settle`` rule and the teardown
-wait (deadline, no fixed sleeps) until:
+changes on BOTH sides (create / modify / delete / rename / chmod +x / relative symlink /
+mkdir / rmdir, the same path edited on both sides at once) and drop the connection (SIGKILL
+of the agent: the engine must reconnect and resume from its last agreed state). The
+``settle`` rule and the teardown wait (deadline, no fixed sleeps) until:
 
 - both folders are identical (paths, kinds, contents, exec bits; no temp file left);
 - excluded paths were never transferred: ``ex/`` (excludePaths) holds on each side exactly what
@@ -46,6 +46,8 @@ from tests.support.wait import wait_until
 
 SIDES = ("local", "remote")
 PATHS = ("a", "b", "c", "a/x", "a/y", "b/x", "b/a", "b/a/x")
+#: Link targets: plain names, so every link stays inside the root wherever it is made.
+LINKS = ("x", "y", "keep")
 SPECIAL = frozenset({".devspace", "ex", "upx"})
 SENTINEL = b"sentinel: the container side never looks emptied"
 SETTLE_SECONDS = 30.0
@@ -159,7 +161,8 @@ class EngineMachine(RuleBasedStateMachine):
             if held.is_dir():
                 os.rename(held, target)  # replaces at most an empty directory: nothing lost
             else:
-                os.link(held, target)  # never clobbers what the engine created meanwhile
+                # never clobbers what the engine created meanwhile
+                os.link(held, target, follow_symlinks=False)
                 held.unlink()
         except OSError:
             self._destroy(held)
@@ -173,6 +176,12 @@ class EngineMachine(RuleBasedStateMachine):
                 os.chmod(full, mode ^ 0o111)
         except OSError:
             pass
+
+    @rule(side=st.sampled_from(SIDES), rel=st.sampled_from(PATHS), to=st.sampled_from(LINKS))
+    def symlink(self, side: str, rel: str, to: str) -> None:
+        """A relative link inside the root (kept as a link on the other side)."""
+        with contextlib.suppress(OSError):
+            os.symlink(to, self._path(side, rel))
 
     @rule(side=st.sampled_from(SIDES), rel=st.sampled_from(PATHS))
     def mkdir(self, side: str, rel: str) -> None:
