@@ -70,7 +70,33 @@ class Entry:
         kind = kinds[k]
         if (kind == LINK) != (target is not None):
             raise ProtocolError(f"malformed entry {raw!r}")
-        return cls(kind, size, mtime, bool(exe), target)
+        return new_entry(kind, size, mtime, bool(exe), target)
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def new_entry(
+    kind: Kind, size: int, mtime_ns: int, executable: bool, target: Optional[str]
+) -> Entry:
+    """``Entry(kind, size, mtime_ns, executable, target)`` without the frozen dataclass's
+    per-field ``object.__setattr__`` calls (~0.35 us instead of ~1.4 us; scans and listings
+    build one per path). Arguments are trusted: callers have validated them."""
+    entry: Entry = _new(Entry)
+    _set(
+        entry,
+        "__dict__",
+        {
+            "kind": kind,
+            "size": size,
+            "mtime_ns": mtime_ns,
+            "executable": executable,
+            "target": target,
+            "digest": None,
+        },
+    )
+    return entry
 
 
 #: A whole tree (or a part of one): path -> entry. The root itself is not included.

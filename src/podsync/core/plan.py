@@ -35,7 +35,7 @@ from typing import (
 )
 
 from podsync.core.entry import DIR, LINK, Entry, Expect
-from podsync.core.paths import ROOT, RelPath, ancestors, depth_key, parent
+from podsync.core.paths import ROOT, RelPath, ancestors, parent
 
 
 class ExcludeRules(Protocol):
@@ -168,6 +168,27 @@ class AncestorEntry:
 #: The last agreed state of a sync pair.
 Ancestor = Dict[RelPath, AncestorEntry]
 
+_new = object.__new__
+_set = object.__setattr__
+
+
+def ancestor_entry(
+    local: Optional[Entry], remote: Optional[Entry], conflict: bool = False
+) -> AncestorEntry:
+    """``AncestorEntry(local, remote, conflict)`` without the frozen dataclass's per-field
+    ``object.__setattr__`` calls (a 10k-path sync builds one per path)."""
+    pair: AncestorEntry = _new(AncestorEntry)
+    _set(pair, "__dict__", {"local": local, "remote": remote, "conflict": conflict})
+    return pair
+
+
+def agree(path: RelPath, local: Optional[Entry], remote: Optional[Entry], reason: str) -> Agree:
+    """``Agree(path, local, remote, reason)``, built as cheaply as :func:`ancestor_entry`."""
+    act: Agree = _new(Agree)
+    _set(act, "__dict__", {"path": path, "local": local, "remote": remote, "reason": reason})
+    return act
+
+
 _EMPTY: Mapping[RelPath, Entry] = MappingProxyType({})
 
 
@@ -189,7 +210,7 @@ def advance_ancestor(
     not happen (problems, expectation mismatches), which keep their previous state.
     """
     out: Ancestor = dict(ancestor)
-    acts = [a for a in actions if a.path not in failed]
+    acts = [a for a in actions if a.path not in failed] if failed else list(actions)
     gone: Set[RelPath] = set()
     for act in acts:
         absent = isinstance(act, (Agree, Keep)) and act.local is None and act.remote is None
@@ -200,7 +221,10 @@ def advance_ancestor(
             if key in gone or any(a in gone for a in ancestors(key)):
                 del out[key]
     for act in acts:
-        if isinstance(act, (Upload, Download)):
+        if type(act) is Agree:  # the common case first: most paths of a tree agree
+            if act.local is not None or act.remote is not None:
+                out[act.path] = ancestor_entry(act.local, act.remote)
+        elif isinstance(act, (Upload, Download)):
             source = sent.get(act.path, act.entry)
             dest = written.get(act.path, act.entry)
             if dest is None:
@@ -214,22 +238,29 @@ def advance_ancestor(
     return out
 
 
+_STAGES: Dict[type, int] = {
+    SaveConflictCopy: 0,
+    DeleteRemote: 1,
+    DeleteLocal: 1,
+    Upload: 2,
+    Download: 2,
+    Conflict: 3,
+    Agree: 3,
+    Keep: 3,
+}
+
+
 def _stage(act: Action) -> int:
-    if isinstance(act, SaveConflictCopy):
-        return 0
-    if isinstance(act, (DeleteRemote, DeleteLocal)):
-        return 1
-    if isinstance(act, (Upload, Download)):
-        return 2
-    return 3
+    return _STAGES[type(act)]
 
 
-def _order_key(act: Action) -> Tuple[int, Tuple[int, str], int]:
-    stage = _stage(act)
-    depth, path = depth_key(act.path)
+def _order_key(act: Action) -> Tuple[int, int, str]:
+    stage = _STAGES[type(act)]
+    path = act.path
+    depth = path.count("/") if path else -1  # as core.paths.depth_key
     if stage == 1:
-        return (stage, (-depth, path), 0)  # children before parents
-    return (stage, (depth, path), 0)
+        return (stage, -depth, path)  # children before parents
+    return (stage, depth, path)
 
 
 def _redundant(act: Action, deleted: Mapping[Type[object], Set[RelPath]]) -> bool:
@@ -255,8 +286,9 @@ class Plan:
         for act in acts:
             if isinstance(act, (DeleteRemote, DeleteLocal)):
                 deleted[type(act)].add(act.path)
-        kept = [a for a in acts if not _redundant(a, deleted)]
-        return cls(tuple(sorted(kept, key=_order_key)))
+        if deleted[DeleteRemote] or deleted[DeleteLocal]:
+            acts = [a for a in acts if not _redundant(a, deleted)]
+        return cls(tuple(sorted(acts, key=_order_key)))
 
     @property
     def uploads(self) -> Tuple[Upload, ...]:
@@ -292,28 +324,35 @@ class Plan:
 
     def changes(self) -> Tuple[Action, ...]:
         """The actions that touch a side (transfers, deletions, conflict copies)."""
-        return tuple(a for a in self.actions if _stage(a) < 3)
+        stages = _STAGES
+        return tuple(a for a in self.actions if stages[type(a)] < 3)
 
     def is_empty(self) -> bool:
         """True when the plan neither changes a side nor reports a conflict (it may still
         hold :class:`Agree`/:class:`Keep` records for the ancestor)."""
-        return not any(_stage(a) < 3 or isinstance(a, Conflict) for a in self.actions)
+        stages = _STAGES
+        return not any(stages[type(a)] < 3 or type(a) is Conflict for a in self.actions)
 
     def summary(self) -> str:
         """One line, e.g. ``upload 3 (12.0 KiB), download 1 (20 B), delete remote 2,
         conflicts 1``; ``nothing to do`` when :meth:`is_empty`."""
+        by_type: Dict[type, List[Action]] = {}
+        for act in self.actions:  # one pass (a no-op sync of a big tree is all records)
+            if type(act) is not Agree and type(act) is not Keep:
+                by_type.setdefault(type(act), []).append(act)
         parts: List[str] = []
-        up, down = self.uploads, self.downloads
-        if up:
-            parts.append(f"upload {len(up)} ({format_size(_bytes(up))})")
-        if down:
-            parts.append(f"download {len(down)} ({format_size(_bytes(down))})")
-        for label, items in (
-            ("delete remote", self.deletes_remote),
-            ("delete local", self.deletes_local),
-            ("conflict copies", self.conflict_copies),
-            ("conflicts", self.conflicts),
+        for label, write_kind in (("upload", Upload), ("download", Download)):
+            writes = by_type.get(write_kind)
+            if writes:
+                size = _bytes(writes)  # type: ignore[arg-type]
+                parts.append(f"{label} {len(writes)} ({format_size(size)})")
+        for label, kind in (
+            ("delete remote", DeleteRemote),
+            ("delete local", DeleteLocal),
+            ("conflict copies", SaveConflictCopy),
+            ("conflicts", Conflict),
         ):
+            items = by_type.get(kind)
             if items:
                 parts.append(f"{label} {len(items)}")
         return ", ".join(parts) if parts else "nothing to do"

@@ -33,6 +33,7 @@ from podsync.core.plan import (
     Plan,
     SaveConflictCopy,
     Upload,
+    ancestor_entry,
 )
 from podsync.engine.endpoint import DeleteItem, FileItem, WriteResult
 from podsync.replica import Replica
@@ -122,6 +123,8 @@ class Executor:
                 await self._delete(actions, out, remote=False)
             elif kind is SaveConflictCopy:
                 await self._save_conflict_copies(actions, out)
+            elif kind is Agree:
+                self._agree(actions)
             else:
                 for action in actions:
                     self._note(action, out)
@@ -135,6 +138,15 @@ class Executor:
             out.conflicts.append(action)
             if not action.resolved:
                 self._record(action.path, action.local, action.remote, True)
+
+    def _agree(self, actions: Sequence[Any]) -> None:
+        """Record agreed pairs (a no-op sync of a big tree is nothing else: one tight loop)."""
+        ancestor = self.ancestor
+        for act in actions:
+            if act.local is None and act.remote is None:
+                self._record(act.path, None, None, False)
+            else:
+                ancestor[act.path] = ancestor_entry(act.local, act.remote)
 
     def _record(
         self, path: RelPath, local: Entry | None, remote: Entry | None, conflict: bool

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Callable, List, Optional, Set, Tuple
 
-from podsync.core.entry import DIR, FILE, LINK, Entry, Snapshot
+from podsync.core.entry import DIR, FILE, LINK, Entry, Snapshot, new_entry
 from podsync.core.paths import RelPath, symlink_stays_inside
 from podsync.replica import fsops
 
@@ -92,7 +92,7 @@ class Scanner:
                             continue
                         st = de.stat(follow_symlinks=False)
                         exe = bool(st.st_mode & 0o100)
-                        out[path] = Entry(FILE, st.st_size, st.st_mtime_ns, exe)
+                        out[path] = new_entry(FILE, st.st_size, st.st_mtime_ns, exe, None)
                     elif de.is_symlink() and not prune(path, False):
                         self.link(fd, name, path)
                     # fifos, sockets and devices are never synced
