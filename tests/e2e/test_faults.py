@@ -44,6 +44,15 @@ def container_agent_pids(container: str) -> list[str]:
     return [ln.split()[0] for ln in out.splitlines() if "agent-" in ln and " serve " in ln]
 
 
+def container_watcher_pids(container: str) -> list[str]:
+    """The process that notices container-side changes: the Python agent, or the shell
+    agent's poll loop."""
+    out = d.docker("exec", container, "ps", "-o", "pid,args").stdout.decode()
+    return container_agent_pids(container) or [
+        ln.split()[0] for ln in out.splitlines() if "=NOROOT" in ln and "find" in ln
+    ]
+
+
 def far_size(far: DockerFar, rel: str) -> int | None:
     out = far.sh(f"stat -c %s {shlex.quote(far.root + '/' + rel)} 2>/dev/null || true")
     return int(out) if out.isdigit() else None
@@ -148,10 +157,10 @@ def test_agent_killed_mid_upload_leaves_no_partial_file_and_recovers(
 # -- a conflicting edit during the watch phase ------------------------------------------------
 @contextlib.contextmanager
 def agent_frozen(target: Target) -> Iterator[None]:
-    """SIGSTOP the agent (the sync keeps running, the container's edits go unseen), then
-    SIGCONT it."""
+    """SIGSTOP the agent or the shell agent's poll loop (the sync keeps running, the
+    container's edits go unseen), then SIGCONT it."""
     if target.container:
-        (pid,) = container_agent_pids(target.container)
+        (pid,) = container_watcher_pids(target.container)
         d.docker("exec", target.container, "kill", "-STOP", pid)
         try:
             yield
@@ -169,8 +178,6 @@ def agent_frozen(target: Target) -> Iterator[None]:
 def test_watch_phase_conflict_local_wins_and_container_version_is_kept(
     target: Target, workdir: Path, running: list[SyncProcess]
 ) -> None:
-    if target.kind == "docker-shell":
-        pytest.skip("the shell agent runs no process to freeze; conflicts are covered elsewhere")
     (workdir / "f.txt").write_text("v0\n")
     proc = start(target, workdir, running)
     proc.wait_watching()
