@@ -200,6 +200,30 @@ def test_watch_phase_conflict_local_wins_and_container_version_is_kept(
     assert not target.far.exists(".devspace")
 
 
+def test_initial_sync_conflict_then_local_edit_keeps_the_container_copy(
+    target: Target, workdir: Path, running: list[SyncProcess]
+) -> None:
+    """The container's newer copy is left alone by the initial sync; a later local edit wins,
+    but only after the container's version was saved under .devspace/conflicts/."""
+    (workdir / "page.html").write_text("local, older")
+    os.utime(workdir / "page.html", (1_000_000_000, 1_000_000_000))
+    target.far.write("page.html", b"container, newer")
+    proc = start(target, workdir, running)
+    proc.wait_watching()
+    assert "conflict: page.html" in proc.output, proc.output
+    assert target.far.read("page.html") == b"container, newer"
+    assert (workdir / "page.html").read_text() == "local, older"
+
+    (workdir / "page.html").write_text("local, edited later")
+    wait_until(
+        lambda: target.far.read("page.html") == b"local, edited later",
+        10,
+        message=f"the local edit was not uploaded:\n{proc.output}",
+    )
+    saved = [p.read_bytes() for p in (workdir / ".devspace" / "conflicts").rglob("page.html")]
+    assert b"container, newer" in saved, f"container version not kept: {saved}"
+
+
 # -- nothing from the container escapes the local folder --------------------------------------
 def test_container_links_and_names_cannot_escape_the_local_folder(
     target: Target, tmp_path: Path, workdir: Path, running: list[SyncProcess]
