@@ -21,7 +21,33 @@ import podsync
 
 SHIPPED = ("errors.py", "limits.py", "core", "wire", "replica", "agent")
 
-_MAIN = b"import sys\nfrom podsync.agent.server import main\nsys.exit(main())\n"
+# Python never caches bytecode for modules imported from a zip, so every start of the agent
+# used to compile all shipped modules (~50 ms of the agent's ~60 ms start in the test
+# container). The first start unpacks the bundle next to itself (atomically: a temp dir
+# renamed into place) and imports from there, where ``__pycache__`` persists; when that is
+# impossible (read-only /tmp), the zip is used as before. The directory is named after the
+# bundle, whose name carries its content hash, so it never serves another version.
+_MAIN = b"""import os, sys
+def _unpacked(bundle):
+    target = bundle[:-4] + ".d" if bundle.endswith(".pyz") else ""
+    if not target or os.path.isdir(target):
+        return target
+    import zipfile
+    temp = "%s.%d.tmp" % (target, os.getpid())
+    try:
+        with zipfile.ZipFile(bundle) as archive:
+            archive.extractall(temp)
+        os.rename(temp, target)
+    except OSError:
+        import shutil
+        shutil.rmtree(temp, ignore_errors=True)
+    return target if os.path.isdir(target) else ""
+_here = _unpacked(os.path.abspath(sys.argv[0]))
+if _here and os.path.isfile(os.path.join(_here, "podsync", "agent", "server.py")):
+    sys.path.insert(0, _here)
+from podsync.agent.server import main
+sys.exit(main())
+"""
 _INIT = b'"""podsync agent bundle (standard library only)."""\n'
 
 
