@@ -186,11 +186,16 @@ async def connect(
             )
         from podsync.engine.shell_endpoint import ShellEndpoint
 
-        shell = ShellEndpoint(transport, root, rules, upload_throttle=up, download_throttle=down)
-        shell.agent_description = why
-        start = getattr(shell, "start", None)
-        if start is not None:
-            await start(watch=watch)
+        shell = ShellEndpoint(
+            transport,
+            root,
+            rules,
+            description=why,
+            upload_throttle=up,
+            download_throttle=down,
+            warn=lambda message: (say or log)(f"warning: {message}"),
+        )
+        await shell.start(watch=watch)
         return Remote(shell, root, transport, why)
     path = await install_agent(transport) if not found.installed else _installed_path()
     tail: collections.deque[str] = collections.deque(maxlen=20)
