@@ -90,7 +90,9 @@ class AgentEndpoint:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Frame]] = {}
         self._streams: dict[int, _Stream] = {}
-        self._hints = HintBuffer()
+        # The agent already waits for a burst of events to settle before it sends hints, so
+        # the engine takes them at once (a second debounce would only add latency).
+        self._hints = HintBuffer(quiet=0.0)
         #: Listings that came with hints, by hinted root, until the engine asks for them.
         self._fresh: dict[RelPath, Snapshot] = {}
         self._failure: BaseException | None = None
