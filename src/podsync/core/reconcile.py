@@ -404,29 +404,46 @@ def detect_mass_deletion(
     if side not in ("container", "local"):
         raise ValueError(f"side must be 'container' or 'local', not {side!r}")
     policy = Policy(rules)
-    agreed = [
-        k
+    # The exclude questions are the cost (~1 us each; this runs after every container-side
+    # batch of the watch phase over the whole ancestor: 12 ms for 10k files). Ask them only
+    # where the answer can matter: for the files that are gone, and for all agreed files
+    # only when something is gone or the side looks empty.
+    candidates = [
+        (k, an)
         for k, an in ancestor.items()
         if not an.conflict
         and an.local is not None
         and an.remote is not None
         and an.remote.kind == FILE
-        and not policy.excluded(k, an.local, an.remote)
     ]
-    if not agreed:
+    if not candidates:
         return None
+
+    def agreed() -> List[RelPath]:
+        return [k for k, an in candidates if not policy.excluded(k, an.local, an.remote)]
+
     other = "in the container" if side == "local" else "locally"
     folder = "local folder" if side == "local" else "container folder"
     if not any(not policy.excluded(k, e) for k, e in remote.items()):
+        count = len(agreed())
+        if not count:
+            return None
         return (
-            f"the {folder} looks empty but {len(agreed)} synced file(s) were there;"
+            f"the {folder} looks empty but {count} synced file(s) were there;"
             f" halting instead of deleting them {other}"
             + (" (was the container recreated?)" if side == "container" else "")
         )
-    gone = sum(1 for k in agreed if remote.get(k) is None)
-    if len(agreed) >= MASS_MIN and gone * 2 > len(agreed):
+    gone = sum(
+        1
+        for k, an in candidates
+        if remote.get(k) is None and not policy.excluded(k, an.local, an.remote)
+    )
+    if not gone:
+        return None
+    total = len(agreed())
+    if total >= MASS_MIN and gone * 2 > total:
         return (
-            f"{gone} of {len(agreed)} synced files vanished from the {folder} at once;"
+            f"{gone} of {total} synced files vanished from the {folder} at once;"
             f" halting instead of deleting them {other}"
         )
     return None
