@@ -32,6 +32,7 @@ def local_spec(
     exclude: tuple[str, ...] = (),
     upload_exclude: tuple[str, ...] = (),
     download_exclude: tuple[str, ...] = (),
+    bandwidth_upload: int | None = None,
 ) -> SyncSpec:
     """A sync of ``local`` with the folder ``far`` through the real agent (a subprocess)."""
     return SyncSpec(
@@ -42,6 +43,7 @@ def local_spec(
         exclude=exclude,
         upload_exclude=upload_exclude,
         download_exclude=download_exclude,
+        bandwidth_upload=bandwidth_upload,
     )
 
 

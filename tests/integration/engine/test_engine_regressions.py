@@ -19,6 +19,7 @@ from tests.integration.engine.engine_helpers import (
     agent_pids,
     file_contents,
     local_spec,
+    tree,
 )
 from tests.support.wait import wait_until
 
@@ -70,6 +71,58 @@ def test_container_subdirectory_created_right_after_its_parent(tmp_path: Path) -
                 ) from None
         finally:
             engine.stop()
+
+
+def test_stale_hint_listing_does_not_undo_our_upload(tmp_path: Path) -> None:
+    """While a local file is being uploaded to a path that is empty in the container, the
+    container creates that path and deletes it again. The agent's hint (with a listing taken
+    before our upload landed: path absent) must not be applied over the upload's result:
+    both sides end up with the local file."""
+    local, far = tmp_path / "local", tmp_path / "far"
+    local.mkdir()
+    far.mkdir()
+    (local / "keep").write_text("keep")
+    engine = EngineThread(local_spec(local, far, bandwidth_upload=1024 * 1024))
+    try:
+        wait_until(engine.watching, 20, message="engine never watching")
+        for attempt in range(3):  # the race shows in most attempts; three make it near certain
+            _upload_while_container_flickers(tmp_path, local, far, f"a{attempt}")
+    finally:
+        engine.stop()
+
+
+def _upload_while_container_flickers(tmp_path: Path, local: Path, far: Path, name: str) -> None:
+    data = os.urandom(2 * 1024 * 1024)  # ~2 s at 1 MiB/s
+    staged = tmp_path / "staged"
+    staged.write_bytes(data)
+    os.replace(staged, local / name)
+    wait_until(lambda: any(p.name.startswith(".podsync-") for p in far.iterdir()), 10)
+    (far / name).write_text("container")  # while our upload is in flight
+    os.unlink(far / name)
+    wait_until(lambda: (far / name).exists(), 10, message="upload never landed")
+
+    def same() -> bool:
+        return tree(local, frozenset({".devspace"})) == tree(far)
+
+    def state() -> str:
+        log = (local / ".devspace/logs/sync.log").read_text()
+        return (
+            f"local {sorted(tree(local, frozenset({'.devspace'})))}, "
+            f"container {sorted(tree(far))}\n{log}"
+        )
+
+    try:
+        wait_until(same, 5)
+    except AssertionError:
+        raise AssertionError(f"never converged: {state()}") from None
+    assert read(local / name) == data, f"the local file is gone: {state()}"
+
+
+def read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def _conflict(local: Path, far: Path, name: str, tag: str) -> tuple[bytes, bytes]:

@@ -50,7 +50,7 @@ PATHS = ("a", "b", "c", "a/x", "a/y", "b/x", "b/a", "b/a/x")
 LINKS = ("x", "y", "keep")
 SPECIAL = frozenset({".devspace", "ex", "upx"})
 SENTINEL = b"sentinel: the container side never looks emptied"
-SETTLE_SECONDS = 30.0
+SETTLE_SECONDS = float(os.environ.get("PODSYNC_SM_SETTLE", "30"))
 
 _ids = itertools.count()
 
