@@ -404,28 +404,28 @@ def detect_mass_deletion(
     if side not in ("container", "local"):
         raise ValueError(f"side must be 'container' or 'local', not {side!r}")
     policy = Policy(rules)
-    # The exclude questions are the cost (~1 us each; this runs after every container-side
-    # batch of the watch phase over the whole ancestor: 12 ms for 10k files). Ask them only
-    # where the answer can matter: for the files that are gone, and for all agreed files
-    # only when something is gone or the side looks empty.
-    candidates = [
-        (k, an)
-        for k, an in ancestor.items()
-        if not an.conflict
-        and an.local is not None
-        and an.remote is not None
-        and an.remote.kind == FILE
-    ]
-    if not candidates:
-        return None
+    # This runs after every container-side batch of the watch phase, over the whole ancestor
+    # (10k files: 12 ms when every agreed file was checked against the rules up front). Here
+    # the files that are gone come from one set difference, and the exclude questions are
+    # asked only where the verdict depends on them.
 
-    def agreed() -> List[RelPath]:
-        return [k for k, an in candidates if not policy.excluded(k, an.local, an.remote)]
+    def agreed_file(k: RelPath) -> bool:
+        an = ancestor[k]
+        return (
+            not an.conflict
+            and an.local is not None
+            and an.remote is not None
+            and an.remote.kind == FILE
+            and not policy.excluded(k, an.local, an.remote)
+        )
+
+    def agreed() -> int:
+        return sum(1 for k in ancestor if agreed_file(k))
 
     other = "in the container" if side == "local" else "locally"
     folder = "local folder" if side == "local" else "container folder"
     if not any(not policy.excluded(k, e) for k, e in remote.items()):
-        count = len(agreed())
+        count = agreed()
         if not count:
             return None
         return (
@@ -433,14 +433,10 @@ def detect_mass_deletion(
             f" halting instead of deleting them {other}"
             + (" (was the container recreated?)" if side == "container" else "")
         )
-    gone = sum(
-        1
-        for k, an in candidates
-        if remote.get(k) is None and not policy.excluded(k, an.local, an.remote)
-    )
+    gone = sum(1 for k in ancestor.keys() - remote.keys() if agreed_file(k))
     if not gone:
         return None
-    total = len(agreed())
+    total = agreed()
     if total >= MASS_MIN and gone * 2 > total:
         return (
             f"{gone} of {total} synced files vanished from the {folder} at once;"
