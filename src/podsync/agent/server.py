@@ -79,6 +79,8 @@ class Server:
         #: What our own writes left at each path (echo suppression), with the time.
         self.recent: Dict[RelPath, Tuple[Optional[Entry], float]] = {}
         self.recent_lock = threading.Lock()
+        #: Completed put/delete requests; hint listings carry the count they include.
+        self.writes = 0
         self.recent_limit = RECENT_MIN_LIMIT
 
     # -- output -------------------------------------------------------------------------
@@ -184,13 +186,17 @@ class Server:
         if "" in roots:
             self.send({"t": "hints", "paths": [""]})
             return
+        # Read before listing: a listing is stamped with the writes it surely includes, so
+        # the engine never trusts one taken before a write whose result it has already seen.
+        writes = self.writes
         listing = rep.scan(roots)
         roots = [r for r in roots if not self._is_echo(r, listing)]
         if not roots:
             return
         fresh = {p: e for p, e in listing.items() if any(is_within(p, r) for r in roots)}
         body, compressed = m.encode_listing(fresh)
-        self.send({"t": "hints", "paths": roots, "listing": True, "z": compressed}, body)
+        header = {"t": "hints", "paths": roots, "listing": True, "z": compressed, "w": writes}
+        self.send(header, body)
 
     def _is_echo(self, root: RelPath, listing: Dict[RelPath, Entry]) -> bool:
         """True when ``root`` (a file, link or absent path) is exactly what we last wrote."""
@@ -262,12 +268,14 @@ class Server:
             else:
                 written.append([path, None])
                 self._remember(path, None)
+        self.writes += 1
         self.send(
             {
                 "t": "result",
                 "id": request_id,
                 "written": written,
                 "problems": m.problems_to_wire(problems),
+                "w": self.writes,
             }
         )
 
@@ -330,12 +338,14 @@ class Server:
             self._put_chunk(put, frame)
         else:
             self.put = None
+            self.writes += 1
             self.send(
                 {
                     "t": "result",
                     "id": put.id,
                     "written": put.written,
                     "problems": m.problems_to_wire(put.problems),
+                    "w": self.writes,
                 }
             )
 

@@ -95,6 +95,9 @@ class AgentEndpoint:
         self._hints = HintBuffer(quiet=0.0)
         #: Listings that came with hints, by hinted root, until the engine asks for them.
         self._fresh: dict[RelPath, Snapshot] = {}
+        self._fresh_writes: dict[RelPath, int] = {}
+        #: The agent's count of completed writes, from the latest put/delete result.
+        self._agent_writes = 0
         self._failure: BaseException | None = None
         self._decoder = Decoder("the agent")
         self._send_lock = asyncio.Lock()
@@ -175,8 +178,10 @@ class AgentEndpoint:
             paths = m.paths_from_wire(frame.header.get("paths"))
             if frame.header.get("listing"):
                 listing = m.decode_listing(frame.body, bool(frame.header.get("z")))
+                writes = frame.header.get("w")
+                stamp = writes if isinstance(writes, int) else -1
                 for root in paths:
-                    self._remember_fresh(root, listing)
+                    self._remember_fresh(root, listing, stamp)
             self._hints.add(paths)
             return
         request_id = m.int_field(frame.header, "id")
@@ -196,18 +201,27 @@ class AgentEndpoint:
         else:
             raise ProtocolError(f"the agent sent an unknown message {kind!r}")
 
-    def _remember_fresh(self, root: RelPath, listing: Snapshot) -> None:
+    def _remember_fresh(self, root: RelPath, listing: Snapshot, writes: int) -> None:
         """Keep the listing of ``root`` that came with a hint; it supersedes older listings
-        of paths below it and updates the listings of subtrees that contain it."""
+        of paths below it and updates the listings of subtrees that contain it. ``writes`` is
+        how many of our writes the agent had completed before it listed."""
         part = {p: e for p, e in listing.items() if is_within(p, root)}
         for known in [q for q in self._fresh if is_within(q, root)]:
             del self._fresh[known]
+            del self._fresh_writes[known]
         for outer, snapshot in self._fresh.items():
             if is_within(root, outer):
                 for stale in [p for p in snapshot if is_within(p, root)]:
                     del snapshot[stale]
                 snapshot.update(part)
+                self._fresh_writes[outer] = min(self._fresh_writes[outer], writes)
         self._fresh[root] = part
+        self._fresh_writes[root] = writes
+
+    def _note_writes(self, reply: Frame) -> None:
+        writes = reply.header.get("w")
+        if isinstance(writes, int):
+            self._agent_writes = max(self._agent_writes, writes)
 
     async def _send(self, header: dict[str, Any], body: bytes = b"", flush: bool = True) -> None:
         """Queue a frame; write the queue out when ``flush`` or when it is large. Streams
@@ -254,15 +268,22 @@ class AgentEndpoint:
 
     # -- Endpoint -----------------------------------------------------------------------
     async def scan(self, under: Sequence[RelPath] = ()) -> Snapshot:
-        if under and all(root in self._fresh for root in under):
+        if under and all(
+            root in self._fresh and self._fresh_writes[root] >= self._agent_writes for root in under
+        ):
+            # A listing taken before one of our writes completed would undo that write in
+            # the engine's picture: only listings that include every write are used.
             # The agent listed these subtrees when it sent the hints: no round trip needed.
             snapshot: Snapshot = {}
             for root in under:
                 snapshot.update(self._fresh.pop(root))
+                del self._fresh_writes[root]
                 for inner in [q for q in self._fresh if is_within(q, root)]:
                     del self._fresh[inner]  # already merged into the root's listing
+                    del self._fresh_writes[inner]
             return snapshot
         self._fresh.clear()
+        self._fresh_writes.clear()
         reply = await self._request({"t": "scan", "under": list(under)})
         return m.decode_listing(reply.body, bool(reply.header.get("z")))
 
@@ -326,6 +347,7 @@ class AgentEndpoint:
                 await self._send_chunks(item.chunks)
         await self._send({"t": "end", "id": request_id})
         reply = await future
+        self._note_writes(reply)
         return WriteResult(
             m.written_from_wire(reply.header.get("written", [])),
             m.problems_from_wire(reply.header.get("problems", [])),
@@ -360,6 +382,7 @@ class AgentEndpoint:
         reply = await self._request(
             {"t": "delete", "items": [[i.path, m.expect_to_wire(i.expect)] for i in items]}
         )
+        self._note_writes(reply)
         return WriteResult(
             m.written_from_wire(reply.header.get("written", [])),
             m.problems_from_wire(reply.header.get("problems", [])),

@@ -45,8 +45,14 @@ def _roots(paths: Sequence[RelPath]) -> list[RelPath]:
 
 
 def _merge(cache: Snapshot, roots: Sequence[RelPath], fresh: Snapshot) -> None:
-    for root in roots:
-        for known in [p for p in cache if is_within(p, root)]:
+    """Replace what ``cache`` holds under ``roots`` by ``fresh`` (one pass over the cache:
+    this runs for every batch of the watch phase)."""
+    if "" in roots:
+        cache.clear()
+    else:
+        exact = set(roots)
+        below = tuple(root + "/" for root in roots)
+        for known in [p for p in cache if p in exact or p.startswith(below)]:
             del cache[known]
     cache.update(fresh)
 
