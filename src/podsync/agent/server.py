@@ -148,6 +148,7 @@ class Server:
                 "id": request_id,
                 "python": "%d.%d.%d" % sys.version_info[:3],
                 "pid": os.getpid(),
+                "root": self.root,
                 "watcher": watching,
                 "granularity": self.replica.mtime_granularity_ns,
                 "temps_removed": removed,

@@ -89,3 +89,17 @@ async def install_agent(transport: Transport) -> str:
 
 def agent_command(path: str, root: str) -> list[str]:
     return ["python3", path, "serve", root]
+
+
+#: Starts the installed agent at once when this exact version is there and python3 runs it;
+#: otherwise says so in one line. Saves the probe's exec on every connection but the first.
+_LAUNCH = (
+    'p=$1; shift; if [ -f "$p" ] && command -v python3 >/dev/null 2>&1; then '
+    'exec python3 "$p" serve "$@"; fi; echo "podsync: agent not installed"'
+)
+
+
+def launch_command(root: str) -> list[str]:
+    """``sh`` starting the installed agent for ``root`` ("." = the exec's working directory,
+    which runtimes set to the container's WORKDIR)."""
+    return ["sh", "-c", _LAUNCH, "launch", agent_path(), root]

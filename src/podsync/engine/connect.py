@@ -14,12 +14,12 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from podsync.bootstrap.probe import Probe, agent_command, install_agent, probe
+from podsync.bootstrap.probe import Probe, agent_command, install_agent, launch_command, probe
 from podsync.core.excludes import Rules
 from podsync.engine.agent_endpoint import AgentEndpoint
 from podsync.engine.spec import SyncSpec, TargetSpec
 from podsync.engine.throttle import Throttle
-from podsync.errors import AgentError, TargetError, UsageError
+from podsync.errors import AgentError, ProtocolError, TargetError, TransportError, UsageError
 from podsync.limits import COMPRESS_BELOW_LINK_BYTES_PER_SECOND
 from podsync.transport.base import Transport
 
@@ -173,11 +173,16 @@ async def connect(
     """Probe the target, install and start the right agent, and return the endpoint.
     ``log`` receives the agent's stderr lines; ``say`` what the user should see (waiting)."""
     transport = transport or await open_transport(spec, say or log)
+    up = Throttle(spec.bandwidth_upload)
+    down = Throttle(spec.bandwidth_download)
+    if spec.agent != "shell":
+        # Fast path: the agent from an earlier run is there; one exec instead of three.
+        fast = await _start_installed(transport, spec, rules, watch, log, up, down)
+        if fast is not None:
+            return fast
     found = await probe(transport)
     kind, why = _choose_agent(found, spec)
     root = await remote_root(transport, spec)
-    up = Throttle(spec.bandwidth_upload)
-    down = Throttle(spec.bandwidth_download)
     if kind == "shell":
         if not found.has_tar:
             raise AgentError(
@@ -198,13 +203,62 @@ async def connect(
         await shell.start(watch=watch)
         return Remote(shell, root, transport, why)
     path = await install_agent(transport) if not found.installed else _installed_path()
+    endpoint = await _start_agent(
+        transport, spec, rules, watch, log, up, down, agent_command(path, root), why
+    )
+    return Remote(endpoint, root, transport, why)
+
+
+async def _start_installed(
+    transport: Transport,
+    spec: SyncSpec,
+    rules: Rules,
+    watch: bool,
+    log: Any,
+    up: Throttle,
+    down: Throttle,
+) -> Remote | None:
+    """Start the agent if this version is installed (None when it is not, or fails to start:
+    the caller then probes, installs and explains)."""
+    if spec.target.kind == "local":
+        root = await remote_root(transport, spec)
+    else:
+        root = spec.container_path or "."
+    try:
+        endpoint = await _start_agent(
+            transport, spec, rules, watch, log, up, down, launch_command(root), "python agent"
+        )
+    except (AgentError, TransportError, ProtocolError):
+        return None
+    info = endpoint.info
+    resolved = info.get("root")
+    python = info.get("python")
+    if not isinstance(resolved, str) or not isinstance(python, str):
+        await endpoint.close()
+        return None
+    major_minor = ".".join(python.split(".")[:2])
+    endpoint.agent_description = f"python agent (python3 {major_minor} found)"
+    return Remote(endpoint, resolved, transport, endpoint.agent_description)
+
+
+async def _start_agent(
+    transport: Transport,
+    spec: SyncSpec,
+    rules: Rules,
+    watch: bool,
+    log: Any,
+    up: Throttle,
+    down: Throttle,
+    argv: list[str],
+    why: str,
+) -> AgentEndpoint:
     tail: collections.deque[str] = collections.deque(maxlen=20)
 
     def on_stderr(line: str) -> None:
         tail.append(line)
         log(line)
 
-    channel = await transport.spawn(agent_command(path, root), on_stderr)
+    channel = await transport.spawn(argv, on_stderr)
     endpoint = AgentEndpoint(
         channel,
         why,
@@ -218,7 +272,7 @@ async def connect(
     except BaseException:
         await channel.kill()
         raise
-    return Remote(endpoint, root, transport, why)
+    return endpoint
 
 
 def _installed_path() -> str:
