@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from podsync.core.entry import DIR, FILE, LINK, Entry, Problem
 from podsync.core.excludes import Rules
-from podsync.core.paths import RelPath, is_within, relpath
+from podsync.core.paths import RelPath, is_within, minimal_roots, relpath
 from podsync.errors import PodsyncError, ProtocolError
 from podsync.limits import AGENT_IDLE_EXIT_SECONDS, CHUNK_BYTES
 from podsync.replica import Replica
@@ -38,14 +38,6 @@ HINT_SETTLE_MAX_SECONDS = 0.05
 #: RECENT_MIN_LIMIT entries).
 RECENT_SECONDS = 5.0
 RECENT_MIN_LIMIT = 4096
-
-
-def _minimal_roots(paths: List[RelPath]) -> List[RelPath]:
-    out: List[RelPath] = []
-    for path in sorted(set(paths), key=lambda p: (p.count("/") if p else -1, p)):
-        if not any(is_within(path, root) for root in out):
-            out.append(path)
-    return out
 
 
 def log(message: str) -> None:
@@ -183,7 +175,7 @@ class Server:
 
     def _send_hints(self, paths: List[RelPath]) -> None:
         rep = self._rep()
-        roots = _minimal_roots(paths)
+        roots = minimal_roots(paths)
         if "" in roots:
             self.send({"t": "hints", "paths": [""]})
             return

@@ -10,7 +10,7 @@ the empty string ``""``. Everything that comes from the other side is parsed wit
 
 from __future__ import annotations
 
-from typing import NewType
+from typing import Iterable, List, NewType, Set
 
 from podsync.errors import UnsafePath
 
@@ -89,3 +89,17 @@ def symlink_stays_inside(link: RelPath, target: str) -> bool:
         else:
             stack.append(part)
     return bool(stack)
+
+
+def minimal_roots(paths: Iterable[RelPath]) -> List[RelPath]:
+    """The smallest set of subtrees covering ``paths``: paths lying below another given path
+    are dropped (sorted; ``[""]`` when the root itself is given). O(paths x depth)."""
+    chosen: Set[RelPath] = set()
+    for path in sorted(set(paths), key=lambda q: (q.count("/"), q)):
+        if path == "":
+            return [ROOT]
+        parts = path.split("/")
+        if any("/".join(parts[:i]) in chosen for i in range(1, len(parts))):
+            continue
+        chosen.add(path)
+    return sorted(chosen)

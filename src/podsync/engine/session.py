@@ -21,7 +21,7 @@ from typing import Any
 from podsync.core.entry import Snapshot
 from podsync.core.excludes import Rules
 from podsync.core.initial import plan_initial_sync
-from podsync.core.paths import RelPath, is_within
+from podsync.core.paths import RelPath, minimal_roots
 from podsync.core.plan import Ancestor, Plan
 from podsync.core.reconcile import detect_mass_deletion, reconcile
 from podsync.engine.connect import Remote, connect
@@ -33,15 +33,6 @@ from podsync.engine.status import SyncStatus
 from podsync.errors import AgentError, PodsyncError, ProtocolError, SafetyHalt, TransportError
 
 RECONNECT_DELAYS = (0.5, 1, 2, 4, 8, 15)
-
-
-def _roots(paths: Sequence[RelPath]) -> list[RelPath]:
-    """Smallest set of subtrees covering ``paths`` (a parent covers its children)."""
-    out: list[RelPath] = []
-    for path in sorted(set(paths), key=lambda p: (p.count("/"), p)):
-        if not any(is_within(path, root) for root in out):
-            out.append(path)
-    return out
 
 
 def _merge(cache: Snapshot, roots: Sequence[RelPath], fresh: Snapshot) -> None:
@@ -361,8 +352,8 @@ class Session:
         granularity: int,
     ) -> None:
         started = time.monotonic()
-        local_roots = _roots(local_paths)
-        remote_roots = _roots(remote_paths)
+        local_roots = minimal_roots(local_paths)
+        remote_roots = minimal_roots(remote_paths)
         scans = []
         if local_roots:
             scans.append(local.scan(local_roots))
@@ -376,7 +367,7 @@ class Session:
             problem = detect_mass_deletion(self.ancestor, self.R, self.rules)
             if problem:
                 raise SafetyHalt(problem)
-        roots = _roots(local_roots + remote_roots)
+        roots = minimal_roots(local_roots + remote_roots)
         plan = reconcile(
             self.ancestor,
             self.L,

@@ -20,10 +20,10 @@ import stat
 from typing import BinaryIO, List, Optional, Sequence, Set, Tuple, Union
 
 from podsync.core.entry import ANY, DIR, FILE, LINK, Entry, Expect, Problem, Snapshot
-from podsync.core.paths import RelPath, ancestors, basename, is_within
+from podsync.core.paths import RelPath, ancestors, basename, is_within, minimal_roots
 from podsync.errors import SafetyHalt
 from podsync.replica import fsops
-from podsync.replica.scan import Prune, Scanner, link_target_ok, minimal_roots, name_problem
+from podsync.replica.scan import Prune, Scanner, link_target_ok, name_problem
 from podsync.replica.trash import Trash
 from podsync.replica.writer import FileWriter, file_mode
 

@@ -13,7 +13,7 @@ lstat'ed (through the directory fd, so a swapped-in symlink is never followed).
 from __future__ import annotations
 
 import os
-from typing import Callable, List, Optional, Set, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from podsync.core.entry import DIR, FILE, LINK, Entry, Snapshot, new_entry
 from podsync.core.paths import RelPath, symlink_stays_inside
@@ -143,16 +143,3 @@ class Scanner:
                     os.close(sub_fd)
         finally:
             os.close(fd)
-
-
-def minimal_roots(paths: List[RelPath]) -> List[RelPath]:
-    """Drop paths lying below another given path (their subtree is scanned anyway)."""
-    chosen: Set[RelPath] = set()
-    for p in sorted(set(paths), key=lambda q: (q.count("/"), q)):
-        if p == "":
-            return [RelPath("")]
-        parts = p.split("/")
-        if any("/".join(parts[:i]) in chosen for i in range(1, len(parts))):
-            continue
-        chosen.add(p)
-    return sorted(chosen)
