@@ -46,11 +46,15 @@ def container_agent_pids(container: str) -> list[str]:
 
 def container_watcher_pids(container: str) -> list[str]:
     """The process that notices container-side changes: the Python agent, or the shell
-    agent's poll loop."""
-    out = d.docker("exec", container, "ps", "-o", "pid,args").stdout.decode()
-    return container_agent_pids(container) or [
-        ln.split()[0] for ln in out.splitlines() if "=NOROOT" in ln and "find" in ln
-    ]
+    agent's poll loop (not its short-lived subshells, which carry the same command line)."""
+    found = container_agent_pids(container)
+    if found:
+        return found
+    out = d.docker("exec", container, "ps", "-o", "pid,ppid,args").stdout.decode()
+    loops = {
+        ln.split()[0]: ln.split()[1] for ln in out.splitlines() if "=NOROOT" in ln and "find" in ln
+    }
+    return [pid for pid, ppid in loops.items() if ppid not in loops]
 
 
 def far_size(far: DockerFar, rel: str) -> int | None:
