@@ -51,15 +51,13 @@ from podsync.core.plan import (
     Conflict,
     DeleteRemote,
     Download,
-    ExcludeRules,
     Keep,
-    PathIndex,
     Plan,
-    Policy,
     Upload,
     advance_ancestor,
     agree,
 )
+from podsync.core.policy import ExcludeRules, PathIndex, Policy
 
 Digests = Mapping[RelPath, Tuple[Optional[str], Optional[str]]]
 _NO_DIGESTS: Digests = MappingProxyType({})

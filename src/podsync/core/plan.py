@@ -2,8 +2,8 @@
 
 Owns: the action value types both planners (``core.initial``, ``core.reconcile``) return,
 the order a plan is executed in, the :data:`Ancestor` (last agreed state per path) and how a
-successfully executed plan advances it, and :class:`PathIndex` (subtree queries over
-snapshots). May import: the standard library, ``core.paths`` and ``core.entry``; no I/O.
+successfully executed plan advances it (what may be done at a path: ``core.policy``). May
+import: the standard library, ``core.paths`` and ``core.entry``; no I/O.
 
 Execution contract for the engine: run the actions in plan order; consecutive actions of
 the same type may be batched. ``Plan.of`` orders them in stages: conflict copies first (they
@@ -17,7 +17,6 @@ directory in place.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import (
@@ -27,7 +26,6 @@ from typing import (
     List,
     Mapping,
     Optional,
-    Protocol,
     Set,
     Tuple,
     Type,
@@ -35,18 +33,7 @@ from typing import (
 )
 
 from podsync.core.entry import DIR, LINK, Entry, Expect
-from podsync.core.paths import ROOT, RelPath, ancestors, parent
-
-
-class ExcludeRules(Protocol):
-    """The questions planners ask of ``podsync.core.excludes.Rules`` (git semantics,
-    excluded parents included)."""
-
-    def excluded(self, path: RelPath, is_dir: bool) -> bool: ...
-
-    def blocks_upload(self, path: RelPath, is_dir: bool) -> bool: ...
-
-    def blocks_download(self, path: RelPath, is_dir: bool) -> bool: ...
+from podsync.core.paths import RelPath, ancestors
 
 
 @dataclass(frozen=True)
@@ -417,102 +404,3 @@ def describe_action(act: Action) -> str:
         detail = f"local {_what(act.local)}, container {_what(act.remote)}"
     inner = ", ".join(x for x in (detail, act.reason) if x)
     return f"{verb:<13} {act.path} ({inner})" if inner else f"{verb:<13} {act.path}"
-
-
-class PathIndex:
-    """Sorted union of the paths of several maps, for subtree and children queries.
-
-    Built lazily on the first query, so a planner handling one changed file never pays for
-    sorting the whole tree.
-    """
-
-    def __init__(self, *maps: Mapping[RelPath, object]) -> None:
-        self._maps = maps
-        self._sorted: Optional[List[RelPath]] = None
-        self._children: Optional[Dict[RelPath, List[RelPath]]] = None
-
-    def _keys(self) -> List[RelPath]:
-        if self._sorted is None:
-            keys: Set[RelPath] = set()
-            for m in self._maps:
-                keys.update(m)
-            keys.discard(ROOT)
-            self._sorted = sorted(keys)
-        return self._sorted
-
-    def below(self, path: RelPath) -> List[RelPath]:
-        """Proper descendants of ``path``, each after its parent (sorted)."""
-        keys = self._keys()
-        if path == ROOT:
-            return list(keys)
-        # Every string starting with "p/" sorts in ["p/", "p0"): '0' follows '/' in ASCII.
-        lo = bisect_left(keys, path + "/")
-        hi = bisect_left(keys, path + "0", lo)
-        return keys[lo:hi]
-
-    def children(self, path: RelPath) -> List[RelPath]:
-        """Direct children of ``path``; a path whose parent is in no map (an inconsistent
-        snapshot) counts as a child of its nearest listed ancestor, or of the root."""
-        if self._children is None:
-            keys = self._keys()
-            present = set(keys)
-            kids: Dict[RelPath, List[RelPath]] = {}
-            for key in keys:
-                up = parent(key)
-                while up != ROOT and up not in present:
-                    up = parent(up)
-                kids.setdefault(up, []).append(key)
-            self._children = kids
-        return self._children.get(path, [])
-
-
-@dataclass(frozen=True)
-class Policy:
-    """Which directions a path may move in: the exclude rules plus the sync's mode.
-
-    Questions take every entry known at the path (either side, the ancestor) and answer
-    conservatively: a path is excluded or blocked when the rules say so for any of the kinds
-    found there (``logs/`` excludes a directory ``logs`` but not a file ``logs``; when one side
-    has each, the path is left alone).
-    """
-
-    rules: ExcludeRules
-    upload_only: bool = False
-    download_only: bool = False
-
-    def __post_init__(self) -> None:
-        if self.upload_only and self.download_only:
-            raise ValueError("upload_only and download_only cannot both be set")
-
-    @staticmethod
-    def _dirness(entries: Iterable[Optional[Entry]]) -> Set[bool]:
-        kinds = {e.kind == DIR for e in entries if e is not None}
-        return kinds or {False}
-
-    def excluded(self, path: RelPath, *entries: Optional[Entry]) -> bool:
-        return any(self.rules.excluded(path, d) for d in self._dirness(entries))
-
-    def can_upload(self, path: RelPath, *entries: Optional[Entry]) -> bool:
-        """May the container's ``path`` be created, replaced or deleted by sync?"""
-        if self.download_only:
-            return False
-        return not any(
-            self.rules.excluded(path, d) or self.rules.blocks_upload(path, d)
-            for d in self._dirness(entries)
-        )
-
-    def can_download(self, path: RelPath, *entries: Optional[Entry]) -> bool:
-        """May the local ``path`` be created, replaced or deleted by sync?"""
-        if self.upload_only:
-            return False
-        return not any(
-            self.rules.excluded(path, d) or self.rules.blocks_download(path, d)
-            for d in self._dirness(entries)
-        )
-
-
-def same(a: Optional[Entry], b: Optional[Entry], granularity_ns: int = 1) -> bool:
-    """Entries equal in content (both absent counts as equal)."""
-    if a is None:
-        return b is None
-    return a.same_content(b, granularity_ns)

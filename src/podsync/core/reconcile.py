@@ -45,15 +45,12 @@ from podsync.core.plan import (
     DeleteLocal,
     DeleteRemote,
     Download,
-    ExcludeRules,
     Keep,
-    PathIndex,
     Plan,
-    Policy,
     SaveConflictCopy,
     Upload,
-    same,
 )
+from podsync.core.policy import ExcludeRules, PathIndex, Policy, same
 
 AncestorView = Mapping[RelPath, AncestorEntry]
 
