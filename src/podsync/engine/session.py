@@ -33,6 +33,10 @@ from podsync.engine.status import SyncStatus
 from podsync.errors import AgentError, PodsyncError, ProtocolError, SafetyHalt, TransportError
 
 RECONNECT_DELAYS = (0.5, 1, 2, 4, 8, 15)
+#: A path whose transfer hit a problem is looked at again after this pause, at most
+#: MAX_RETRIES times in a row (then only a new change of it brings it back).
+RETRY_SECONDS = 0.25
+MAX_RETRIES = 5
 
 
 def _merge(cache: Snapshot, roots: Sequence[RelPath], fresh: Snapshot) -> None:
@@ -71,6 +75,8 @@ class Session:
         #: selected container's logs through it).
         self.connected = asyncio.Event()
         self.transport: Any = None
+        self._retry: set[RelPath] = set()
+        self._retries: dict[RelPath, int] = {}
         #: When the current connection reached the watch phase (None: not yet).
         self.watching_since: float | None = None
         self.conflict_count = 0
@@ -320,16 +326,19 @@ class Session:
             if bar is not None:
                 bar.finish()
         self._report(out, phase)
+        self._note_problems(out)
 
     async def _watch(self, local: LocalEndpoint, remote: Any) -> None:
         granularity = max(local.mtime_granularity_ns, remote.mtime_granularity_ns)
         local_task = asyncio.ensure_future(local.hints())
         remote_task = asyncio.ensure_future(remote.hints())
+        retry_task: asyncio.Future[list[RelPath]] | None = None
         try:
             while True:
-                done, _ = await asyncio.wait(
-                    {local_task, remote_task}, return_when=asyncio.FIRST_COMPLETED
-                )
+                if retry_task is None and self._retry:
+                    retry_task = asyncio.ensure_future(self._retry_later())
+                waiting = {local_task, remote_task} | ({retry_task} if retry_task else set())
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 local_paths: list[RelPath] = []
                 remote_paths: list[RelPath] = []
                 if local_task in done:
@@ -338,10 +347,40 @@ class Session:
                 if remote_task in done:
                     remote_paths = remote_task.result()
                     remote_task = asyncio.ensure_future(remote.hints())
+                if retry_task is not None and retry_task in done:
+                    # Paths that had a problem: look at both sides again.
+                    again = retry_task.result()
+                    retry_task = None
+                    local_paths += again
+                    remote_paths += again
                 await self._sync_paths(local, remote, local_paths, remote_paths, granularity)
         finally:
             local_task.cancel()
             remote_task.cancel()
+            if retry_task is not None:
+                retry_task.cancel()
+
+    async def _retry_later(self) -> list[RelPath]:
+        """Paths whose last transfer hit a problem, after a short pause. A problem usually
+        means the path changed meanwhile, and that change's own hint settles it; this is the
+        safety net for when no hint comes (a poll that saw only the final state)."""
+        await asyncio.sleep(RETRY_SECONDS)
+        paths, self._retry = sorted(self._retry), set()
+        return paths
+
+    def _note_problems(self, out: Outcome) -> None:
+        for problem in out.problems:
+            tries = self._retries.get(problem.path, 0) + 1
+            self._retries[problem.path] = tries
+            if tries <= MAX_RETRIES:
+                self._retry.add(problem.path)
+            elif tries == MAX_RETRIES + 1:
+                self.say(
+                    f"giving up on {problem.path} until it changes again: {problem.message}",
+                    "WARN",
+                )
+        for path in out.uploaded + out.downloaded + out.deleted_local + out.deleted_remote:
+            self._retries.pop(path, None)
 
     async def _sync_paths(
         self,
