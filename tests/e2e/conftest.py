@@ -59,3 +59,6 @@ def running() -> Iterator[list[SyncProcess]]:
     yield procs
     for proc in procs:
         proc.stop()
+        # Captured by pytest and shown only when the test failed: what podsync said.
+        print(f"--- podsync {' '.join(proc.args)} (exit {proc.proc.returncode}):")
+        print(proc.output)
