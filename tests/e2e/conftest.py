@@ -62,3 +62,7 @@ def running() -> Iterator[list[SyncProcess]]:
         # Captured by pytest and shown only when the test failed: what podsync said.
         print(f"--- podsync {' '.join(proc.args)} (exit {proc.proc.returncode}):")
         print(proc.output)
+        log = proc.cwd / ".devspace" / "logs" / "sync.log"
+        if log.is_file():
+            print(f"--- {log}:")
+            print(log.read_text(encoding="utf-8", errors="replace")[-20000:])

@@ -24,6 +24,7 @@ class SyncProcess:
 
     def __init__(self, args: list[str], cwd: Path) -> None:
         self.args = args
+        self.cwd = cwd
         env = docker_env()
         env["PYTHONUNBUFFERED"] = "1"
         self.proc = subprocess.Popen(
