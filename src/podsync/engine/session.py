@@ -418,6 +418,10 @@ class Session:
             granularity_ns=granularity,
         )
         if plan.is_empty():
+            # Nothing to do there any more: a later problem at these paths starts a fresh
+            # count of retries.
+            for path in local_paths + remote_paths:
+                self._retries.pop(path, None)
             return
         await self._execute(plan, local, remote, "sync")
         self.log.write(
