@@ -9,12 +9,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
-import shlex
 import sys
 from dataclasses import dataclass
 from typing import Any
 
-from podsync.bootstrap.probe import Probe, agent_command, install_agent, launch_command, probe
+from podsync.bootstrap.probe import (
+    Probe,
+    agent_command,
+    agent_path,
+    install_agent,
+    launch_command,
+    probe,
+)
 from podsync.core.excludes import Rules
 from podsync.engine.agent_endpoint import AgentEndpoint
 from podsync.engine.spec import SyncSpec, TargetSpec
@@ -202,7 +208,7 @@ async def connect(
         )
         await shell.start(watch=watch)
         return Remote(shell, root, transport, why)
-    path = await install_agent(transport) if not found.installed else _installed_path()
+    path = await install_agent(transport) if not found.installed else agent_path()
     endpoint = await _start_agent(
         transport, spec, rules, watch, log, up, down, agent_command(path, root), why
     )
@@ -273,13 +279,3 @@ async def _start_agent(
         await channel.kill()
         raise
     return endpoint
-
-
-def _installed_path() -> str:
-    from podsync.bootstrap.probe import agent_path
-
-    return agent_path()
-
-
-def quote(argv: list[str]) -> str:
-    return " ".join(shlex.quote(a) for a in argv)

@@ -17,19 +17,12 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from podsync.core.plan import format_size
 from podsync.engine.status import StatusFile, SyncStatus, status_path, write_status
 
 
 def now_iso() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
 
 
 class SyncLog:
@@ -162,8 +155,8 @@ class Progress:
             left = (self.total_bytes - self.bytes) / rate if rate > 0 else 0.0
             self.console.line(
                 f"[{self.name}] initial sync {self.fraction * 100:.0f}%: "
-                f"{self.files}/{self.total_files} files, {human_bytes(self.bytes)}"
-                f"/{human_bytes(self.total_bytes)}, {human_bytes(rate)}/s, ETA {left:.0f} s"
+                f"{self.files}/{self.total_files} files, {format_size(self.bytes)}"
+                f"/{format_size(self.total_bytes)}, {format_size(int(rate))}/s, ETA {left:.0f} s"
             )
 
     def finish(self) -> None:

@@ -22,15 +22,15 @@ from podsync.core.entry import Snapshot
 from podsync.core.excludes import Rules
 from podsync.core.initial import plan_initial_sync
 from podsync.core.paths import RelPath, minimal_roots
-from podsync.core.plan import Ancestor, Plan
+from podsync.core.plan import Ancestor, Plan, format_size
 from podsync.core.reconcile import detect_mass_deletion, reconcile
 from podsync.engine.connect import Remote, connect
 from podsync.engine.executor import Executor, Outcome
 from podsync.engine.local_endpoint import LocalEndpoint
-from podsync.engine.report import Console, Progress, StatusBoard, SyncLog, human_bytes, now_iso
+from podsync.engine.report import Console, Progress, StatusBoard, SyncLog, now_iso
 from podsync.engine.spec import RunOptions, SyncSpec
 from podsync.engine.status import SyncStatus
-from podsync.errors import AgentError, PodsyncError, ProtocolError, SafetyHalt, TransportError
+from podsync.errors import AgentError, ProtocolError, SafetyHalt, TransportError
 
 RECONNECT_DELAYS = (0.5, 1, 2, 4, 8, 15)
 #: A path whose transfer hit a problem is looked at again after this pause, at most
@@ -131,9 +131,9 @@ class Session:
             self.say(f"problem: {problem.path}: {problem.message}", "WARN")
         parts = []
         if out.uploaded:
-            parts.append(f"uploaded {len(out.uploaded)} ({human_bytes(out.bytes_up)})")
+            parts.append(f"uploaded {len(out.uploaded)} ({format_size(out.bytes_up)})")
         if out.downloaded:
-            parts.append(f"downloaded {len(out.downloaded)} ({human_bytes(out.bytes_down)})")
+            parts.append(f"downloaded {len(out.downloaded)} ({format_size(out.bytes_down)})")
         if out.deleted_remote:
             parts.append(f"deleted {len(out.deleted_remote)} in the container")
         if out.deleted_local:
@@ -293,13 +293,9 @@ class Session:
     ) -> None:
         bar: Progress | None = None
         if progress:
-            files = sum(1 for a in plan.actions if type(a).__name__ in ("Upload", "Download"))
-            nbytes = sum(
-                getattr(getattr(a, "entry", None), "size", 0)
-                for a in plan.actions
-                if type(a).__name__ in ("Upload", "Download")
-            )
-            bar = Progress(self.console, self.spec.name, files, nbytes)
+            writes = plan.uploads + plan.downloads
+            nbytes = sum(a.entry.size for a in writes if a.entry.kind == "file")
+            bar = Progress(self.console, self.spec.name, len(writes), nbytes)
 
         def advance(files: int, nbytes: int) -> None:
             if bar is not None:
@@ -429,6 +425,3 @@ class Session:
             "DEBUG",
             f"batch of {len(plan.actions)} took {(time.monotonic() - started) * 1000:.1f} ms",
         )
-
-
-__all__ = ["PodsyncError", "Session"]
