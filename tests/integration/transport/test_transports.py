@@ -232,7 +232,8 @@ def test_ssh_quotes_argv_once_for_the_remote_shell() -> None:
     argv = ["printf", "%s|", "a b", "it's", "$HOME", "*", ""]
     remote = SshTransport("user@host").client_argv(argv)
     assert remote[:-1] == [
-        "ssh", "-T", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "user@host", "--",
+        "ssh", "-T", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+        "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=4", "user@host", "--",
     ]  # fmt: skip
     # What sshd does with the command string: hand it to the login shell.
     ran = subprocess.run(["sh", "-c", remote[-1]], capture_output=True, check=True)
