@@ -20,15 +20,17 @@ from typing import Any
 
 from podsync.core.entry import Snapshot
 from podsync.core.excludes import Rules
-from podsync.core.initial import plan_initial_sync
+from podsync.core.initial import InitialResult, plan_initial_sync
 from podsync.core.paths import RelPath, minimal_roots
 from podsync.core.plan import Ancestor, Plan, format_size
 from podsync.core.reconcile import detect_mass_deletion, reconcile
+from podsync.core.resume import plan_resume
 from podsync.engine.connect import Remote, connect
 from podsync.engine.executor import Executor, Outcome
 from podsync.engine.local_endpoint import LocalEndpoint
 from podsync.engine.report import Console, Progress, StatusBoard, SyncLog, now_iso
 from podsync.engine.spec import RunOptions, SyncSpec
+from podsync.engine.state import PairKey, Saved, StateError, StateStore, local_identity
 from podsync.engine.status import SyncStatus
 from podsync.errors import AgentError, ProtocolError, SafetyHalt, TransportError
 
@@ -37,19 +39,38 @@ RECONNECT_DELAYS = (0.5, 1, 2, 4, 8, 15)
 #: MAX_RETRIES times in a row (then only a new change of it brings it back).
 RETRY_SECONDS = 0.25
 MAX_RETRIES = 5
+#: The persisted state is written this long after the change that made it stale (a burst
+#: of batches is one write), and when the sync stops.
+SAVE_DELAY_SECONDS = 1.0
+#: How a user who meant to delete everything on one side goes on after a halt.
+HALT_HINT = (
+    " (if that is what you want: start again with --reset-state, and the spec's initial"
+    " sync applies)"
+)
 
 
-def _merge(cache: Snapshot, roots: Sequence[RelPath], fresh: Snapshot) -> None:
+def _merge(cache: Snapshot, roots: Sequence[RelPath], fresh: Snapshot) -> bool:
     """Replace what ``cache`` holds under ``roots`` by ``fresh`` (one pass over the cache:
-    this runs for every batch of the watch phase)."""
+    this runs for every batch of the watch phase). True when some path vanished."""
     if "" in roots:
+        gone = not cache.keys() <= fresh.keys()
         cache.clear()
     else:
         exact = set(roots)
         below = tuple(root + "/" for root in roots)
-        for known in [p for p in cache if p in exact or p.startswith(below)]:
-            del cache[known]
+        known = [p for p in cache if p in exact or p.startswith(below)]
+        gone = any(p not in fresh for p in known)
+        for p in known:
+            del cache[p]
     cache.update(fresh)
+    return gone
+
+
+def _initial(
+    ancestor: Ancestor, local: Snapshot, remote: Snapshot, rules: Rules, **options: Any
+) -> InitialResult:
+    """``plan_initial_sync`` with the signature of ``plan_resume`` (no ancestor)."""
+    return plan_initial_sync(local, remote, rules, **options)
 
 
 class Session:
@@ -82,6 +103,14 @@ class Session:
         self.conflict_count = 0
         self.executor: Executor | None = None
         self._remote_desc = spec.target.describe()
+        self.store = StateStore(
+            spec.state_dir,
+            PairKey(str(spec.local_root), self._remote_desc, spec.container_path or ""),
+        )
+        #: Identities of the two folders the ancestor describes (see engine.state).
+        self._fsid: str | None = None
+        self._local_id: tuple[int, int] | None = None
+        self._dirty = asyncio.Event()
         board.add(
             SyncStatus(
                 name=spec.name,
@@ -145,7 +174,7 @@ class Session:
         detail = " ".join(sample) + (" ..." if len(sample) >= 3 else "")
         self.say(
             f"{phase}: {what} in {out.seconds * 1000:.0f} ms: {detail}",
-            console=self.options.verbose or phase == "initial sync",
+            console=self.options.verbose or phase in ("initial sync", "resume"),
         )
         self._activity(what)
 
@@ -157,6 +186,15 @@ class Session:
 
     # -- life cycle -----------------------------------------------------------------------
     async def run(self) -> None:
+        if self.options.reset_state and not self.options.dry_run:
+            self.store.forget()
+        try:
+            await self._run()
+        finally:
+            if self._dirty.is_set():
+                self._save_now()
+
+    async def _run(self) -> None:
         attempt = 0
         watch = self.options.watch and not self.options.dry_run
         while True:
@@ -189,6 +227,7 @@ class Session:
             warn=lambda w: self.say(f"warning: {w}", "WARN"),
         )
         await local.start(watch)
+        t0 = time.monotonic()
         remote: Remote | None = None
         try:
             remote = await connect(
@@ -207,12 +246,19 @@ class Session:
             )
             where = f"{self._where(remote)}:{remote.root}"
             self.say(f"connected: {spec.local_root} <-> {where} ({remote.why})")
+            self.log.write(
+                spec.name, "INFO", f"connect took {(time.monotonic() - t0) * 1000:.0f} ms"
+            )
             await self._first_pass(local, remote.endpoint)
             if watch:
                 self.state("watching")
                 self.watching_since = time.monotonic()
                 self.say("watching for changes (Ctrl-C to stop)")
-                await self._watch(local, remote.endpoint)
+                saver = asyncio.ensure_future(self._saver())
+                try:
+                    await self._watch(local, remote.endpoint)
+                finally:
+                    saver.cancel()
         finally:
             with contextlib.suppress(Exception):
                 await local.close()
@@ -221,31 +267,50 @@ class Session:
                     await remote.endpoint.close()
 
     async def _first_pass(self, local: LocalEndpoint, remote: Any) -> None:
+        """The spec's initial sync, or a resume (from the state saved by an earlier run, or
+        from the last agreed state of this process after a reconnect)."""
         started = time.monotonic()
         self.L, self.R = await asyncio.gather(local.scan(), remote.scan())
         scanned = time.monotonic()
         granularity = max(local.mtime_granularity_ns, remote.mtime_granularity_ns)
-        fresh = not self.ancestor or detect_mass_deletion(self.ancestor, self.R, self.rules)
-        if self.initial_done.is_set() and not fresh:
-            plan = reconcile(
-                self.ancestor,
-                self.L,
-                self.R,
-                None,
-                self.rules,
-                upload_only=self.spec.upload_only,
-                download_only=self.spec.download_only,
-                granularity_ns=granularity,
+        fsid = getattr(remote, "fsid", None)
+        local_id = local_identity(self.spec.local_root)
+        restart = not self.initial_done.is_set()
+        if restart:
+            self._adopt_saved(fsid, local_id)
+        elif fsid is not None and self._fsid is not None and fsid != self._fsid:
+            self.say(
+                "the container is a new one (another filesystem): initial sync with local authority"
             )
-            await self._execute(plan, local, remote, "resync")
-            self.state("watching")
-            return
-        if self.initial_done.is_set():
+            self.ancestor.clear()
+        self._fsid, self._local_id = fsid, local_id
+        if self.ancestor and detect_mass_deletion(self.ancestor, self.R, self.rules):
             self.say("the container side looks new or emptied: initial sync with local authority")
             self.ancestor.clear()
-        plan = await self._initial_plan(local, remote, granularity)
+        if self.ancestor:
+            problem = detect_mass_deletion(self.ancestor, self.L, self.rules, side="local")
+            if problem:
+                raise SafetyHalt(problem + HALT_HINT)
+            if restart:
+                result = await self._planned(local, remote, granularity, resume=True)
+                plan = result
+            else:
+                plan = reconcile(
+                    self.ancestor,
+                    self.L,
+                    self.R,
+                    None,
+                    self.rules,
+                    upload_only=self.spec.upload_only,
+                    download_only=self.spec.download_only,
+                    granularity_ns=granularity,
+                )
+            phase = "resume" if restart else "resync"
+        else:
+            plan = await self._planned(local, remote, granularity, resume=False)
+            phase = "initial sync"
         if self.options.dry_run:
-            self.console.line(f"[{self.spec.name}] initial sync plan: {plan.summary()}")
+            self.console.line(f"[{self.spec.name}] {phase} plan: {plan.summary()}")
             for line in plan.describe():
                 self.console.line(f"  {line}")
             self.initial_done.set()
@@ -254,24 +319,61 @@ class Session:
         self.log.write(
             self.spec.name,
             "INFO",
-            f"compared {len(self.L)} local and {len(self.R)} container entries: scans"
+            f"{phase}: compared {len(self.L)} local and {len(self.R)} container entries: scans"
             f" {(scanned - started) * 1000:.0f} ms, plan {(planned - scanned) * 1000:.0f} ms;"
             f" {plan.summary()}",
         )
-        if not plan.changes():
+        if restart and not plan.changes():
             self.say(
-                f"initial sync: already in sync ({len(self.L)} entries compared in"
+                f"{phase}: already in sync ({len(self.L)} entries compared in"
                 f" {(planned - started) * 1000:.0f} ms)"
             )
-        self.state("initial sync", progress=0.0)
-        await self._execute(plan, local, remote, "initial sync", progress=True)
+        if restart:
+            self.state("initial sync", progress=0.0)
+        await self._execute(plan, local, remote, phase, progress=restart)
+        self.log.write(
+            self.spec.name,
+            "INFO",
+            f"{phase}: done in {(time.monotonic() - started) * 1000:.0f} ms"
+            f" (transfers {(time.monotonic() - planned) * 1000:.0f} ms)",
+        )
         self.initial_done.set()
+        self._save_now()
         self.state("watching" if self.options.watch else "stopped", progress=None)
 
-    async def _initial_plan(self, local: LocalEndpoint, remote: Any, granularity: int) -> Plan:
+    def _adopt_saved(self, fsid: str | None, local_id: tuple[int, int] | None) -> None:
+        """Take the state an earlier run saved, when it describes these two folders."""
+        try:
+            saved: Saved | None = self.store.load()
+        except StateError as exc:
+            self.say(f"warning: ignoring the saved sync state: {exc}", "WARN")
+            return
+        if saved is None or not saved.ancestor:
+            return
+        if saved.local_id != local_id:
+            why = "the local folder is not the one it describes (recreated?)"
+        elif fsid is None or saved.fsid != fsid:
+            why = "the container is a new one (its filesystem changed)"
+        else:
+            self.ancestor.clear()
+            self.ancestor.update(saved.ancestor)
+            self.log.write(
+                self.spec.name,
+                "INFO",
+                f"resuming from the state saved by an earlier run ({len(saved.ancestor)} records)",
+            )
+            return
+        self.say(f"not resuming from the saved state: {why}; initial sync with local authority")
+
+    async def _planned(
+        self, local: LocalEndpoint, remote: Any, granularity: int, *, resume: bool
+    ) -> Plan:
+        """The initial-sync (or resume) plan, with content digests fetched where the rules
+        need them."""
         digests: dict[RelPath, tuple[str | None, str | None]] = {}
         while True:
-            result = plan_initial_sync(
+            result = (plan_resume if resume else _initial)(
+                self.ancestor,
                 self.L,
                 self.R,
                 self.rules,
@@ -287,6 +389,31 @@ class Session:
             ours, theirs = await asyncio.gather(local.digests(wanted), remote.digests(wanted))
             for path in wanted:
                 digests[path] = (ours.get(path), theirs.get(path))
+
+    # -- persisted state ----------------------------------------------------------------
+    def _save_now(self) -> None:
+        """Write the last agreed state (blocking; small trees take milliseconds)."""
+        self._dirty.clear()
+        if self.options.dry_run or self._fsid is None or not self.initial_done.is_set():
+            return
+        try:
+            self.store.save(dict(self.ancestor), self._fsid, self._local_id)
+        except OSError as exc:
+            self.say(f"warning: cannot save the sync state: {exc.strerror or exc}", "WARN")
+
+    async def _saver(self) -> None:
+        """Save the state a little after each change (one write per burst), off the loop."""
+        while True:
+            await self._dirty.wait()
+            await asyncio.sleep(SAVE_DELAY_SECONDS)
+            self._dirty.clear()
+            if self._fsid is None:
+                continue
+            snapshot = dict(self.ancestor)
+            try:
+                await asyncio.to_thread(self.store.save, snapshot, self._fsid, self._local_id)
+            except OSError as exc:
+                self.say(f"warning: cannot save the sync state: {exc.strerror or exc}", "WARN")
 
     async def _execute(
         self, plan: Plan, local: Any, remote: Any, phase: str, progress: bool = False
@@ -323,6 +450,7 @@ class Session:
                 bar.finish()
         self._report(out, phase)
         self._note_problems(out)
+        self._dirty.set()
 
     async def _watch(self, local: LocalEndpoint, remote: Any) -> None:
         granularity = max(local.mtime_granularity_ns, remote.mtime_granularity_ns)
@@ -378,6 +506,19 @@ class Session:
         for path in out.uploaded + out.downloaded + out.deleted_local + out.deleted_remote:
             self._retries.pop(path, None)
 
+    def _check_local_root(self) -> None:
+        """A hint of the whole local folder comes when it was deleted, moved, replaced or
+        unmounted: a folder that is not the one being watched means starting over (watchers
+        included), and the reconnect's checks halt if it is empty."""
+        now = local_identity(self.spec.local_root)
+        if now is None:
+            raise SafetyHalt(
+                f"the local folder {self.spec.local_root} vanished; halting instead of"
+                " deleting its files in the container"
+            )
+        if self._local_id is not None and now != self._local_id:
+            raise TransportError(f"the local folder {self.spec.local_root} was replaced")
+
     async def _sync_paths(
         self,
         local: Any,
@@ -396,9 +537,13 @@ class Session:
             scans.append(remote.scan(remote_roots))
         results = await asyncio.gather(*scans)
         if local_roots:
-            _merge(self.L, local_roots, results.pop(0))
-        if remote_roots:
-            _merge(self.R, remote_roots, results.pop(0))
+            if "" in local_roots:
+                self._check_local_root()
+            if _merge(self.L, local_roots, results.pop(0)):
+                problem = detect_mass_deletion(self.ancestor, self.L, self.rules, side="local")
+                if problem:
+                    raise SafetyHalt(problem + HALT_HINT)
+        if remote_roots and _merge(self.R, remote_roots, results.pop(0)):
             problem = detect_mass_deletion(self.ancestor, self.R, self.rules)
             if problem:
                 raise SafetyHalt(problem)
