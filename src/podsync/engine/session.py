@@ -3,11 +3,12 @@
 Owns: the life cycle of one SyncSpec. May import: everything in ``podsync.engine``,
 ``podsync.core``. Decisions come from the pure planners; this module only sequences them.
 
-Life cycle: connect -> (first time) the spec's initial sync, or (after a reconnect) a
-three-way reconcile against the last agreed state (a container that comes back empty is
-treated as a fresh one: initial sync with local authority, never local deletions) -> watch
-loop: hints from either side -> rescan the hinted paths on that side -> reconcile -> execute.
-Transport failures in the watch phase reconnect with backoff; a SafetyHalt stops the sync.
+Life cycle: connect -> the first pass (``engine.firstpass``: the spec's initial sync, or a
+resume from the last agreed state, saved by an earlier run or kept across a reconnect) ->
+the watch loop (``engine.watch``: hints from either side -> rescan the hinted paths on that
+side -> reconcile -> execute). Transport failures in the watch phase reconnect with backoff;
+a SafetyHalt stops the sync. The last agreed state is saved (``engine.state``) a second after
+each change and when the sync stops.
 """
 
 from __future__ import annotations
@@ -15,65 +16,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from podsync.core.entry import Snapshot
 from podsync.core.excludes import Rules
-from podsync.core.initial import InitialResult, plan_initial_sync
-from podsync.core.paths import RelPath, minimal_roots
+from podsync.core.paths import RelPath
 from podsync.core.plan import Ancestor, Plan, format_size
-from podsync.core.reconcile import detect_mass_deletion, reconcile
-from podsync.core.resume import plan_resume
 from podsync.engine.connect import Remote, connect
 from podsync.engine.executor import Executor, Outcome
+from podsync.engine.firstpass import FirstPass
 from podsync.engine.local_endpoint import LocalEndpoint
 from podsync.engine.report import Console, Progress, StatusBoard, SyncLog, now_iso
 from podsync.engine.spec import RunOptions, SyncSpec
-from podsync.engine.state import PairKey, Saved, StateError, StateStore, local_identity
+from podsync.engine.state import PairKey, StateStore
 from podsync.engine.status import SyncStatus
+from podsync.engine.watch import WatchPhase
 from podsync.errors import AgentError, ProtocolError, SafetyHalt, TransportError
 
 RECONNECT_DELAYS = (0.5, 1, 2, 4, 8, 15)
-#: A path whose transfer hit a problem is looked at again after this pause, at most
-#: MAX_RETRIES times in a row (then only a new change of it brings it back).
-RETRY_SECONDS = 0.25
-MAX_RETRIES = 5
 #: The persisted state is written this long after the change that made it stale (a burst
 #: of batches is one write), and when the sync stops.
 SAVE_DELAY_SECONDS = 1.0
-#: How a user who meant to delete everything on one side goes on after a halt.
-HALT_HINT = (
-    " (if that is what you want: start again with --reset-state, and the spec's initial"
-    " sync applies)"
-)
 
 
-def _merge(cache: Snapshot, roots: Sequence[RelPath], fresh: Snapshot) -> bool:
-    """Replace what ``cache`` holds under ``roots`` by ``fresh`` (one pass over the cache:
-    this runs for every batch of the watch phase). True when some path vanished."""
-    if "" in roots:
-        gone = not cache.keys() <= fresh.keys()
-        cache.clear()
-    else:
-        exact = set(roots)
-        below = tuple(root + "/" for root in roots)
-        known = [p for p in cache if p in exact or p.startswith(below)]
-        gone = any(p not in fresh for p in known)
-        for p in known:
-            del cache[p]
-    cache.update(fresh)
-    return gone
-
-
-def _initial(
-    ancestor: Ancestor, local: Snapshot, remote: Snapshot, rules: Rules, **options: Any
-) -> InitialResult:
-    """``plan_initial_sync`` with the signature of ``plan_resume`` (no ancestor)."""
-    return plan_initial_sync(local, remote, rules, **options)
-
-
-class Session:
+class Session(FirstPass, WatchPhase):
     def __init__(
         self,
         spec: SyncSpec,
@@ -98,6 +64,8 @@ class Session:
         self.transport: Any = None
         self._retry: set[RelPath] = set()
         self._retries: dict[RelPath, int] = {}
+        self._held: set[RelPath] = set()
+        self._held_at = 0.0
         #: When the current connection reached the watch phase (None: not yet).
         self.watching_since: float | None = None
         self.conflict_count = 0
@@ -266,130 +234,6 @@ class Session:
                 with contextlib.suppress(Exception):
                     await remote.endpoint.close()
 
-    async def _first_pass(self, local: LocalEndpoint, remote: Any) -> None:
-        """The spec's initial sync, or a resume (from the state saved by an earlier run, or
-        from the last agreed state of this process after a reconnect)."""
-        started = time.monotonic()
-        self.L, self.R = await asyncio.gather(local.scan(), remote.scan())
-        scanned = time.monotonic()
-        granularity = max(local.mtime_granularity_ns, remote.mtime_granularity_ns)
-        fsid = getattr(remote, "fsid", None)
-        local_id = local_identity(self.spec.local_root)
-        restart = not self.initial_done.is_set()
-        if restart:
-            self._adopt_saved(fsid, local_id)
-        elif fsid is not None and self._fsid is not None and fsid != self._fsid:
-            self.say(
-                "the container is a new one (another filesystem): initial sync with local authority"
-            )
-            self.ancestor.clear()
-        self._fsid, self._local_id = fsid, local_id
-        if self.ancestor and detect_mass_deletion(self.ancestor, self.R, self.rules):
-            self.say("the container side looks new or emptied: initial sync with local authority")
-            self.ancestor.clear()
-        if self.ancestor:
-            problem = detect_mass_deletion(self.ancestor, self.L, self.rules, side="local")
-            if problem:
-                raise SafetyHalt(problem + HALT_HINT)
-            if restart:
-                result = await self._planned(local, remote, granularity, resume=True)
-                plan = result
-            else:
-                plan = reconcile(
-                    self.ancestor,
-                    self.L,
-                    self.R,
-                    None,
-                    self.rules,
-                    upload_only=self.spec.upload_only,
-                    download_only=self.spec.download_only,
-                    granularity_ns=granularity,
-                )
-            phase = "resume" if restart else "resync"
-        else:
-            plan = await self._planned(local, remote, granularity, resume=False)
-            phase = "initial sync"
-        if self.options.dry_run:
-            self.console.line(f"[{self.spec.name}] {phase} plan: {plan.summary()}")
-            for line in plan.describe():
-                self.console.line(f"  {line}")
-            self.initial_done.set()
-            return
-        planned = time.monotonic()
-        self.log.write(
-            self.spec.name,
-            "INFO",
-            f"{phase}: compared {len(self.L)} local and {len(self.R)} container entries: scans"
-            f" {(scanned - started) * 1000:.0f} ms, plan {(planned - scanned) * 1000:.0f} ms;"
-            f" {plan.summary()}",
-        )
-        if restart and not plan.changes():
-            self.say(
-                f"{phase}: already in sync ({len(self.L)} entries compared in"
-                f" {(planned - started) * 1000:.0f} ms)"
-            )
-        if restart:
-            self.state("initial sync", progress=0.0)
-        await self._execute(plan, local, remote, phase, progress=restart)
-        self.log.write(
-            self.spec.name,
-            "INFO",
-            f"{phase}: done in {(time.monotonic() - started) * 1000:.0f} ms"
-            f" (transfers {(time.monotonic() - planned) * 1000:.0f} ms)",
-        )
-        self.initial_done.set()
-        self._save_now()
-        self.state("watching" if self.options.watch else "stopped", progress=None)
-
-    def _adopt_saved(self, fsid: str | None, local_id: tuple[int, int] | None) -> None:
-        """Take the state an earlier run saved, when it describes these two folders."""
-        try:
-            saved: Saved | None = self.store.load()
-        except StateError as exc:
-            self.say(f"warning: ignoring the saved sync state: {exc}", "WARN")
-            return
-        if saved is None or not saved.ancestor:
-            return
-        if saved.local_id != local_id:
-            why = "the local folder is not the one it describes (recreated?)"
-        elif fsid is None or saved.fsid != fsid:
-            why = "the container is a new one (its filesystem changed)"
-        else:
-            self.ancestor.clear()
-            self.ancestor.update(saved.ancestor)
-            self.log.write(
-                self.spec.name,
-                "INFO",
-                f"resuming from the state saved by an earlier run ({len(saved.ancestor)} records)",
-            )
-            return
-        self.say(f"not resuming from the saved state: {why}; initial sync with local authority")
-
-    async def _planned(
-        self, local: LocalEndpoint, remote: Any, granularity: int, *, resume: bool
-    ) -> Plan:
-        """The initial-sync (or resume) plan, with content digests fetched where the rules
-        need them."""
-        digests: dict[RelPath, tuple[str | None, str | None]] = {}
-        while True:
-            result = (plan_resume if resume else _initial)(
-                self.ancestor,
-                self.L,
-                self.R,
-                self.rules,
-                download_on_initial_sync=self.spec.download_on_initial_sync,
-                upload_only=self.spec.upload_only,
-                download_only=self.spec.download_only,
-                granularity_ns=granularity,
-                digests=digests,
-            )
-            if not result.needs_digest:
-                return result.plan
-            wanted = list(result.needs_digest)
-            ours, theirs = await asyncio.gather(local.digests(wanted), remote.digests(wanted))
-            for path in wanted:
-                digests[path] = (ours.get(path), theirs.get(path))
-
     # -- persisted state ----------------------------------------------------------------
     def _save_now(self) -> None:
         """Write the last agreed state (blocking; small trees take milliseconds)."""
@@ -451,122 +295,3 @@ class Session:
         self._report(out, phase)
         self._note_problems(out)
         self._dirty.set()
-
-    async def _watch(self, local: LocalEndpoint, remote: Any) -> None:
-        granularity = max(local.mtime_granularity_ns, remote.mtime_granularity_ns)
-        local_task = asyncio.ensure_future(local.hints())
-        remote_task = asyncio.ensure_future(remote.hints())
-        retry_task: asyncio.Future[list[RelPath]] | None = None
-        try:
-            while True:
-                if retry_task is None and self._retry:
-                    retry_task = asyncio.ensure_future(self._retry_later())
-                waiting = {local_task, remote_task} | ({retry_task} if retry_task else set())
-                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                local_paths: list[RelPath] = []
-                remote_paths: list[RelPath] = []
-                if local_task in done:
-                    local_paths = local_task.result()
-                    local_task = asyncio.ensure_future(local.hints())
-                if remote_task in done:
-                    remote_paths = remote_task.result()
-                    remote_task = asyncio.ensure_future(remote.hints())
-                if retry_task is not None and retry_task in done:
-                    # Paths that had a problem: look at both sides again.
-                    again = retry_task.result()
-                    retry_task = None
-                    local_paths += again
-                    remote_paths += again
-                await self._sync_paths(local, remote, local_paths, remote_paths, granularity)
-        finally:
-            local_task.cancel()
-            remote_task.cancel()
-            if retry_task is not None:
-                retry_task.cancel()
-
-    async def _retry_later(self) -> list[RelPath]:
-        """Paths whose last transfer hit a problem, after a short pause. A problem usually
-        means the path changed meanwhile, and that change's own hint settles it; this is the
-        safety net for when no hint comes (a poll that saw only the final state)."""
-        await asyncio.sleep(RETRY_SECONDS)
-        paths, self._retry = sorted(self._retry), set()
-        return paths
-
-    def _note_problems(self, out: Outcome) -> None:
-        for problem in out.problems:
-            tries = self._retries.get(problem.path, 0) + 1
-            self._retries[problem.path] = tries
-            if tries <= MAX_RETRIES:
-                self._retry.add(problem.path)
-            elif tries == MAX_RETRIES + 1:
-                self.say(
-                    f"giving up on {problem.path} until it changes again: {problem.message}",
-                    "WARN",
-                )
-        for path in out.uploaded + out.downloaded + out.deleted_local + out.deleted_remote:
-            self._retries.pop(path, None)
-
-    def _check_local_root(self) -> None:
-        """A hint of the whole local folder comes when it was deleted, moved, replaced or
-        unmounted: a folder that is not the one being watched means starting over (watchers
-        included), and the reconnect's checks halt if it is empty."""
-        now = local_identity(self.spec.local_root)
-        if now is None:
-            raise SafetyHalt(
-                f"the local folder {self.spec.local_root} vanished; halting instead of"
-                " deleting its files in the container"
-            )
-        if self._local_id is not None and now != self._local_id:
-            raise TransportError(f"the local folder {self.spec.local_root} was replaced")
-
-    async def _sync_paths(
-        self,
-        local: Any,
-        remote: Any,
-        local_paths: list[RelPath],
-        remote_paths: list[RelPath],
-        granularity: int,
-    ) -> None:
-        started = time.monotonic()
-        local_roots = minimal_roots(local_paths)
-        remote_roots = minimal_roots(remote_paths)
-        scans = []
-        if local_roots:
-            scans.append(local.scan(local_roots))
-        if remote_roots:
-            scans.append(remote.scan(remote_roots))
-        results = await asyncio.gather(*scans)
-        if local_roots:
-            if "" in local_roots:
-                self._check_local_root()
-            if _merge(self.L, local_roots, results.pop(0)):
-                problem = detect_mass_deletion(self.ancestor, self.L, self.rules, side="local")
-                if problem:
-                    raise SafetyHalt(problem + HALT_HINT)
-        if remote_roots and _merge(self.R, remote_roots, results.pop(0)):
-            problem = detect_mass_deletion(self.ancestor, self.R, self.rules)
-            if problem:
-                raise SafetyHalt(problem)
-        roots = minimal_roots(local_roots + remote_roots)
-        plan = reconcile(
-            self.ancestor,
-            self.L,
-            self.R,
-            None if "" in roots else roots,
-            self.rules,
-            upload_only=self.spec.upload_only,
-            download_only=self.spec.download_only,
-            granularity_ns=granularity,
-        )
-        if plan.is_empty():
-            # Nothing to do there any more: a later problem at these paths starts a fresh
-            # count of retries.
-            for path in local_paths + remote_paths:
-                self._retries.pop(path, None)
-            return
-        await self._execute(plan, local, remote, "sync")
-        self.log.write(
-            self.spec.name,
-            "DEBUG",
-            f"batch of {len(plan.actions)} took {(time.monotonic() - started) * 1000:.1f} ms",
-        )
