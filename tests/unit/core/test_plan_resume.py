@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.unit.core.test_reconcile import BASE, MINE, THEIRS, short, snap
 
 from podsync.core.entry import DIR, FILE, Entry
 from podsync.core.excludes import Rules
@@ -20,7 +21,6 @@ from podsync.core.paths import RelPath
 from podsync.core.plan import AncestorEntry, Conflict, Plan, advance_ancestor
 from podsync.core.reconcile import BOTH_CHANGED
 from podsync.core.resume import plan_resume
-from tests.unit.core.test_reconcile import BASE, MINE, THEIRS, short, snap
 
 S = 10**9
 D = Entry(DIR)
