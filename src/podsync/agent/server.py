@@ -144,6 +144,7 @@ class Server:
                 "watcher": watching,
                 "granularity": self.replica.mtime_granularity_ns,
                 "temps_removed": removed,
+                "fsid": _fsid(self.root),
             }
         )
 
@@ -389,6 +390,32 @@ class Server:
         else:
             put.written.append([path, outcome.to_wire()])
             self._remember(path, outcome)
+
+
+def _fsid(root: str) -> Optional[str]:
+    """Identity of the filesystem holding ``root``: a random id kept outside it, joined with
+    the hostname (a new pod or a recreated container has neither)."""
+    import hashlib
+
+    folder = "/tmp/.podsync/ids"
+    name = hashlib.sha256(root.encode("utf-8", "surrogateescape")).hexdigest()
+    path = os.path.join(folder, name)
+    try:
+        with open(path) as handle:
+            value = handle.read().strip()
+        if len(value) != 32:
+            raise OSError("malformed id")
+    except OSError:
+        value = os.urandom(16).hex()
+        try:
+            os.makedirs(folder, exist_ok=True)
+            temp = f"{path}.{os.getpid()}"
+            with open(temp, "w") as handle:
+                handle.write(value)
+            os.replace(temp, path)
+        except OSError:
+            return None
+    return f"{os.uname().nodename}:{value}"
 
 
 def main(argv: Optional[List[str]] = None) -> int:

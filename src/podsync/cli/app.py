@@ -59,6 +59,12 @@ class Agent(StrEnum):
     shell = "shell"
 
 
+ResetStateOpt = typer.Option(
+    "--reset-state",
+    help="Forget what earlier runs agreed on: the spec's initial sync runs again.",
+)
+
+
 ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", metavar="FILE", help="devspace.yaml to use (default: ./)."),
@@ -177,6 +183,7 @@ def sync_command(
         bool, typer.Option("--dry-run", help="Print the initial-sync plan and exit.")
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every file.")] = False,
+    reset_state: Annotated[bool, ResetStateOpt] = False,
     agent: Annotated[
         Agent, typer.Option("--agent", help="Agent in the container (auto: python, else shell).")
     ] = Agent.auto,
@@ -209,7 +216,10 @@ def sync_command(
     cfg = _optional_config(config, needed=image_name is not None)
     state_dir = (cfg.root if cfg is not None and config is not None else Path.cwd()) / STATE_DIR
     spec = cliflags.build_sync_spec(flags, cfg, state_dir)
-    _run([spec], RunOptions(watch=not no_watch, dry_run=dry_run, verbose=verbose))
+    options = RunOptions(
+        watch=not no_watch, dry_run=dry_run, verbose=verbose, reset_state=reset_state
+    )
+    _run([spec], options)
 
 
 def _optional_config(config: Path | None, needed: bool) -> ProjectConfig | None:
@@ -228,6 +238,7 @@ def dev_command(
         bool, typer.Option("--terminal", help="Open a terminal in the container.")
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", help="Log every batch.")] = False,
+    reset_state: Annotated[bool, ResetStateOpt] = False,
 ) -> None:
     """Run every dev.sync entry of devspace.yaml until Ctrl-C, streaming container logs."""
     cfg = cfgmod.load_config(config or DEFAULT_CONFIG)
@@ -238,7 +249,7 @@ def dev_command(
         )
     _run(
         cfgmod.to_sync_specs(cfg, cfg.root / STATE_DIR),
-        RunOptions(terminal=terminal, verbose=verbose),
+        RunOptions(terminal=terminal, verbose=verbose, reset_state=reset_state),
         dev=True,
     )
 

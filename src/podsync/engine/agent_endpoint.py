@@ -106,6 +106,8 @@ class AgentEndpoint:
         self._reader: asyncio.Task[None] | None = None
         self._pinger: asyncio.Task[None] | None = None
         self.info: dict[str, Any] = {}
+        #: Identity of the container filesystem (see engine.state); None when unknown.
+        self.fsid: str | None = None
         #: Problems the agent reported while sending files (drained by the engine).
         self.read_problems: list[Problem] = []
 
@@ -118,6 +120,8 @@ class AgentEndpoint:
             timeout=60,
         )
         self.info = dict(reply.header)
+        fsid = reply.header.get("fsid")
+        self.fsid = fsid if isinstance(fsid, str) and len(fsid) <= 300 else None
         granularity = reply.header.get("granularity")
         if isinstance(granularity, int) and granularity > 0:
             self.mtime_granularity_ns = granularity

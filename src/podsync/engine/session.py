@@ -3,11 +3,12 @@
 Owns: the life cycle of one SyncSpec. May import: everything in ``podsync.engine``,
 ``podsync.core``. Decisions come from the pure planners; this module only sequences them.
 
-Life cycle: connect -> (first time) the spec's initial sync, or (after a reconnect) a
-three-way reconcile against the last agreed state (a container that comes back empty is
-treated as a fresh one: initial sync with local authority, never local deletions) -> watch
-loop: hints from either side -> rescan the hinted paths on that side -> reconcile -> execute.
-Transport failures in the watch phase reconnect with backoff; a SafetyHalt stops the sync.
+Life cycle: connect -> the first pass (``engine.firstpass``: the spec's initial sync, or a
+resume from the last agreed state, saved by an earlier run or kept across a reconnect) ->
+the watch loop (``engine.watch``: hints from either side -> rescan the hinted paths on that
+side -> reconcile -> execute). Transport failures in the watch phase reconnect with backoff;
+a SafetyHalt stops the sync. The last agreed state is saved (``engine.state``) a second after
+each change and when the sync stops.
 """
 
 from __future__ import annotations
@@ -15,44 +16,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from podsync.core.entry import Snapshot
 from podsync.core.excludes import Rules
-from podsync.core.initial import plan_initial_sync
-from podsync.core.paths import RelPath, minimal_roots
+from podsync.core.paths import RelPath
 from podsync.core.plan import Ancestor, Plan, format_size
-from podsync.core.reconcile import detect_mass_deletion, reconcile
 from podsync.engine.connect import Remote, connect
 from podsync.engine.executor import Executor, Outcome
+from podsync.engine.firstpass import FirstPass
 from podsync.engine.local_endpoint import LocalEndpoint
 from podsync.engine.report import Console, Progress, StatusBoard, SyncLog, now_iso
 from podsync.engine.spec import RunOptions, SyncSpec
+from podsync.engine.state import PairKey, StateStore
 from podsync.engine.status import SyncStatus
+from podsync.engine.watch import WatchPhase
 from podsync.errors import AgentError, ProtocolError, SafetyHalt, TransportError
 
 RECONNECT_DELAYS = (0.5, 1, 2, 4, 8, 15)
-#: A path whose transfer hit a problem is looked at again after this pause, at most
-#: MAX_RETRIES times in a row (then only a new change of it brings it back).
-RETRY_SECONDS = 0.25
-MAX_RETRIES = 5
+#: The persisted state is written this long after the change that made it stale (a burst
+#: of batches is one write), and when the sync stops.
+SAVE_DELAY_SECONDS = 1.0
 
 
-def _merge(cache: Snapshot, roots: Sequence[RelPath], fresh: Snapshot) -> None:
-    """Replace what ``cache`` holds under ``roots`` by ``fresh`` (one pass over the cache:
-    this runs for every batch of the watch phase)."""
-    if "" in roots:
-        cache.clear()
-    else:
-        exact = set(roots)
-        below = tuple(root + "/" for root in roots)
-        for known in [p for p in cache if p in exact or p.startswith(below)]:
-            del cache[known]
-    cache.update(fresh)
-
-
-class Session:
+class Session(FirstPass, WatchPhase):
     def __init__(
         self,
         spec: SyncSpec,
@@ -77,11 +64,21 @@ class Session:
         self.transport: Any = None
         self._retry: set[RelPath] = set()
         self._retries: dict[RelPath, int] = {}
+        self._held: set[RelPath] = set()
+        self._held_at = 0.0
         #: When the current connection reached the watch phase (None: not yet).
         self.watching_since: float | None = None
         self.conflict_count = 0
         self.executor: Executor | None = None
         self._remote_desc = spec.target.describe()
+        self.store = StateStore(
+            spec.state_dir,
+            PairKey(str(spec.local_root), self._remote_desc, spec.container_path or ""),
+        )
+        #: Identities of the two folders the ancestor describes (see engine.state).
+        self._fsid: str | None = None
+        self._local_id: tuple[int, int] | None = None
+        self._dirty = asyncio.Event()
         board.add(
             SyncStatus(
                 name=spec.name,
@@ -145,7 +142,7 @@ class Session:
         detail = " ".join(sample) + (" ..." if len(sample) >= 3 else "")
         self.say(
             f"{phase}: {what} in {out.seconds * 1000:.0f} ms: {detail}",
-            console=self.options.verbose or phase == "initial sync",
+            console=self.options.verbose or phase in ("initial sync", "resume"),
         )
         self._activity(what)
 
@@ -157,6 +154,15 @@ class Session:
 
     # -- life cycle -----------------------------------------------------------------------
     async def run(self) -> None:
+        if self.options.reset_state and not self.options.dry_run:
+            self.store.forget()
+        try:
+            await self._run()
+        finally:
+            if self._dirty.is_set():
+                self._save_now()
+
+    async def _run(self) -> None:
         attempt = 0
         watch = self.options.watch and not self.options.dry_run
         while True:
@@ -189,6 +195,7 @@ class Session:
             warn=lambda w: self.say(f"warning: {w}", "WARN"),
         )
         await local.start(watch)
+        t0 = time.monotonic()
         remote: Remote | None = None
         try:
             remote = await connect(
@@ -207,12 +214,19 @@ class Session:
             )
             where = f"{self._where(remote)}:{remote.root}"
             self.say(f"connected: {spec.local_root} <-> {where} ({remote.why})")
+            self.log.write(
+                spec.name, "INFO", f"connect took {(time.monotonic() - t0) * 1000:.0f} ms"
+            )
             await self._first_pass(local, remote.endpoint)
             if watch:
                 self.state("watching")
                 self.watching_since = time.monotonic()
                 self.say("watching for changes (Ctrl-C to stop)")
-                await self._watch(local, remote.endpoint)
+                saver = asyncio.ensure_future(self._saver())
+                try:
+                    await self._watch(local, remote.endpoint)
+                finally:
+                    saver.cancel()
         finally:
             with contextlib.suppress(Exception):
                 await local.close()
@@ -220,73 +234,30 @@ class Session:
                 with contextlib.suppress(Exception):
                     await remote.endpoint.close()
 
-    async def _first_pass(self, local: LocalEndpoint, remote: Any) -> None:
-        started = time.monotonic()
-        self.L, self.R = await asyncio.gather(local.scan(), remote.scan())
-        scanned = time.monotonic()
-        granularity = max(local.mtime_granularity_ns, remote.mtime_granularity_ns)
-        fresh = not self.ancestor or detect_mass_deletion(self.ancestor, self.R, self.rules)
-        if self.initial_done.is_set() and not fresh:
-            plan = reconcile(
-                self.ancestor,
-                self.L,
-                self.R,
-                None,
-                self.rules,
-                upload_only=self.spec.upload_only,
-                download_only=self.spec.download_only,
-                granularity_ns=granularity,
-            )
-            await self._execute(plan, local, remote, "resync")
-            self.state("watching")
+    # -- persisted state ----------------------------------------------------------------
+    def _save_now(self) -> None:
+        """Write the last agreed state (blocking; small trees take milliseconds)."""
+        self._dirty.clear()
+        if self.options.dry_run or self._fsid is None or not self.initial_done.is_set():
             return
-        if self.initial_done.is_set():
-            self.say("the container side looks new or emptied: initial sync with local authority")
-            self.ancestor.clear()
-        plan = await self._initial_plan(local, remote, granularity)
-        if self.options.dry_run:
-            self.console.line(f"[{self.spec.name}] initial sync plan: {plan.summary()}")
-            for line in plan.describe():
-                self.console.line(f"  {line}")
-            self.initial_done.set()
-            return
-        planned = time.monotonic()
-        self.log.write(
-            self.spec.name,
-            "INFO",
-            f"compared {len(self.L)} local and {len(self.R)} container entries: scans"
-            f" {(scanned - started) * 1000:.0f} ms, plan {(planned - scanned) * 1000:.0f} ms;"
-            f" {plan.summary()}",
-        )
-        if not plan.changes():
-            self.say(
-                f"initial sync: already in sync ({len(self.L)} entries compared in"
-                f" {(planned - started) * 1000:.0f} ms)"
-            )
-        self.state("initial sync", progress=0.0)
-        await self._execute(plan, local, remote, "initial sync", progress=True)
-        self.initial_done.set()
-        self.state("watching" if self.options.watch else "stopped", progress=None)
+        try:
+            self.store.save(dict(self.ancestor), self._fsid, self._local_id)
+        except OSError as exc:
+            self.say(f"warning: cannot save the sync state: {exc.strerror or exc}", "WARN")
 
-    async def _initial_plan(self, local: LocalEndpoint, remote: Any, granularity: int) -> Plan:
-        digests: dict[RelPath, tuple[str | None, str | None]] = {}
+    async def _saver(self) -> None:
+        """Save the state a little after each change (one write per burst), off the loop."""
         while True:
-            result = plan_initial_sync(
-                self.L,
-                self.R,
-                self.rules,
-                download_on_initial_sync=self.spec.download_on_initial_sync,
-                upload_only=self.spec.upload_only,
-                download_only=self.spec.download_only,
-                granularity_ns=granularity,
-                digests=digests,
-            )
-            if not result.needs_digest:
-                return result.plan
-            wanted = list(result.needs_digest)
-            ours, theirs = await asyncio.gather(local.digests(wanted), remote.digests(wanted))
-            for path in wanted:
-                digests[path] = (ours.get(path), theirs.get(path))
+            await self._dirty.wait()
+            await asyncio.sleep(SAVE_DELAY_SECONDS)
+            self._dirty.clear()
+            if self._fsid is None:
+                continue
+            snapshot = dict(self.ancestor)
+            try:
+                await asyncio.to_thread(self.store.save, snapshot, self._fsid, self._local_id)
+            except OSError as exc:
+                self.say(f"warning: cannot save the sync state: {exc.strerror or exc}", "WARN")
 
     async def _execute(
         self, plan: Plan, local: Any, remote: Any, phase: str, progress: bool = False
@@ -323,105 +294,4 @@ class Session:
                 bar.finish()
         self._report(out, phase)
         self._note_problems(out)
-
-    async def _watch(self, local: LocalEndpoint, remote: Any) -> None:
-        granularity = max(local.mtime_granularity_ns, remote.mtime_granularity_ns)
-        local_task = asyncio.ensure_future(local.hints())
-        remote_task = asyncio.ensure_future(remote.hints())
-        retry_task: asyncio.Future[list[RelPath]] | None = None
-        try:
-            while True:
-                if retry_task is None and self._retry:
-                    retry_task = asyncio.ensure_future(self._retry_later())
-                waiting = {local_task, remote_task} | ({retry_task} if retry_task else set())
-                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                local_paths: list[RelPath] = []
-                remote_paths: list[RelPath] = []
-                if local_task in done:
-                    local_paths = local_task.result()
-                    local_task = asyncio.ensure_future(local.hints())
-                if remote_task in done:
-                    remote_paths = remote_task.result()
-                    remote_task = asyncio.ensure_future(remote.hints())
-                if retry_task is not None and retry_task in done:
-                    # Paths that had a problem: look at both sides again.
-                    again = retry_task.result()
-                    retry_task = None
-                    local_paths += again
-                    remote_paths += again
-                await self._sync_paths(local, remote, local_paths, remote_paths, granularity)
-        finally:
-            local_task.cancel()
-            remote_task.cancel()
-            if retry_task is not None:
-                retry_task.cancel()
-
-    async def _retry_later(self) -> list[RelPath]:
-        """Paths whose last transfer hit a problem, after a short pause. A problem usually
-        means the path changed meanwhile, and that change's own hint settles it; this is the
-        safety net for when no hint comes (a poll that saw only the final state)."""
-        await asyncio.sleep(RETRY_SECONDS)
-        paths, self._retry = sorted(self._retry), set()
-        return paths
-
-    def _note_problems(self, out: Outcome) -> None:
-        for problem in out.problems:
-            tries = self._retries.get(problem.path, 0) + 1
-            self._retries[problem.path] = tries
-            if tries <= MAX_RETRIES:
-                self._retry.add(problem.path)
-            elif tries == MAX_RETRIES + 1:
-                self.say(
-                    f"giving up on {problem.path} until it changes again: {problem.message}",
-                    "WARN",
-                )
-        for path in out.uploaded + out.downloaded + out.deleted_local + out.deleted_remote:
-            self._retries.pop(path, None)
-
-    async def _sync_paths(
-        self,
-        local: Any,
-        remote: Any,
-        local_paths: list[RelPath],
-        remote_paths: list[RelPath],
-        granularity: int,
-    ) -> None:
-        started = time.monotonic()
-        local_roots = minimal_roots(local_paths)
-        remote_roots = minimal_roots(remote_paths)
-        scans = []
-        if local_roots:
-            scans.append(local.scan(local_roots))
-        if remote_roots:
-            scans.append(remote.scan(remote_roots))
-        results = await asyncio.gather(*scans)
-        if local_roots:
-            _merge(self.L, local_roots, results.pop(0))
-        if remote_roots:
-            _merge(self.R, remote_roots, results.pop(0))
-            problem = detect_mass_deletion(self.ancestor, self.R, self.rules)
-            if problem:
-                raise SafetyHalt(problem)
-        roots = minimal_roots(local_roots + remote_roots)
-        plan = reconcile(
-            self.ancestor,
-            self.L,
-            self.R,
-            None if "" in roots else roots,
-            self.rules,
-            upload_only=self.spec.upload_only,
-            download_only=self.spec.download_only,
-            granularity_ns=granularity,
-        )
-        if plan.is_empty():
-            # Nothing to do there any more: a later problem at these paths starts a fresh
-            # count of retries.
-            for path in local_paths + remote_paths:
-                self._retries.pop(path, None)
-            return
-        await self._execute(plan, local, remote, "sync")
-        self.log.write(
-            self.spec.name,
-            "DEBUG",
-            f"batch of {len(plan.actions)} took {(time.monotonic() - started) * 1000:.1f} ms",
-        )
+        self._dirty.set()

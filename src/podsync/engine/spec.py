@@ -91,3 +91,5 @@ class RunOptions:
     verbose: bool = False
     #: podsync dev --terminal: a shell in the first entry's container instead of logs.
     terminal: bool = False
+    #: Forget the state saved by earlier runs: the spec's initial sync runs again.
+    reset_state: bool = False

@@ -1,0 +1,191 @@
+"""The first pass of a connection: the spec's initial sync, or a resume from the last agreed
+state (saved by an earlier run, or kept by this process across a reconnect).
+
+Owns: :class:`FirstPass`, a part of :class:`~podsync.engine.session.Session` kept in its own
+module (it shares the session's state), and the decision which of the two runs. May import:
+``podsync.core`` and ``podsync.engine``'s lower modules (never ``session``).
+
+A saved state is used only for the two folders it describes (``engine.state``): when the
+container's filesystem id or the local folder's identity differs, the spec's initial sync runs
+with local authority. A container that looks emptied is a new one (initial sync, never local
+deletions); a local folder that looks emptied halts the sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from podsync.core.entry import Snapshot
+from podsync.core.excludes import Rules
+from podsync.core.initial import InitialResult, plan_initial_sync
+from podsync.core.paths import RelPath
+from podsync.core.plan import Ancestor, Plan
+from podsync.core.reconcile import detect_mass_deletion, reconcile
+from podsync.core.resume import plan_resume
+from podsync.engine.report import Console, SyncLog
+from podsync.engine.spec import RunOptions, SyncSpec
+from podsync.engine.state import Saved, StateError, StateStore, local_identity
+from podsync.engine.watch import HALT_HINT
+from podsync.errors import SafetyHalt
+
+
+def _initial(
+    ancestor: Ancestor, local: Snapshot, remote: Snapshot, rules: Rules, **options: Any
+) -> InitialResult:
+    """``plan_initial_sync`` with the signature of ``plan_resume`` (no ancestor)."""
+    return plan_initial_sync(local, remote, rules, **options)
+
+
+class FirstPass:
+    """Initial sync or resume (mixed into Session)."""
+
+    spec: SyncSpec
+    options: RunOptions
+    rules: Rules
+    log: SyncLog
+    console: Console
+    store: StateStore
+    ancestor: Ancestor
+    L: Snapshot
+    R: Snapshot
+    initial_done: asyncio.Event
+    _fsid: str | None
+    _local_id: tuple[int, int] | None
+
+    def say(self, message: str, level: str = "INFO", console: bool = True) -> None:
+        raise NotImplementedError
+
+    def state(self, state: str, message: str | None = None, **extra: Any) -> None:
+        raise NotImplementedError
+
+    async def _execute(
+        self, plan: Plan, local: Any, remote: Any, phase: str, progress: bool = False
+    ) -> None:
+        raise NotImplementedError
+
+    def _save_now(self) -> None:
+        raise NotImplementedError
+
+    async def _first_pass(self, local: Any, remote: Any) -> None:
+        """The spec's initial sync, or a resume (from the state saved by an earlier run, or
+        from the last agreed state of this process after a reconnect)."""
+        started = time.monotonic()
+        self.L, self.R = await asyncio.gather(local.scan(), remote.scan())
+        scanned = time.monotonic()
+        granularity = max(local.mtime_granularity_ns, remote.mtime_granularity_ns)
+        fsid = getattr(remote, "fsid", None)
+        local_id = local_identity(self.spec.local_root)
+        restart = not self.initial_done.is_set()
+        if restart:
+            self._adopt_saved(fsid, local_id)
+        elif fsid is not None and self._fsid is not None and fsid != self._fsid:
+            self.say(
+                "the container is a new one (another filesystem): initial sync with local authority"
+            )
+            self.ancestor.clear()
+        self._fsid, self._local_id = fsid, local_id
+        if self.ancestor and detect_mass_deletion(self.ancestor, self.R, self.rules):
+            self.say("the container side looks new or emptied: initial sync with local authority")
+            self.ancestor.clear()
+        if self.ancestor:
+            problem = detect_mass_deletion(self.ancestor, self.L, self.rules, side="local")
+            if problem:
+                raise SafetyHalt(problem + HALT_HINT)
+            if restart:
+                result = await self._planned(local, remote, granularity, resume=True)
+                plan = result
+            else:
+                plan = reconcile(
+                    self.ancestor,
+                    self.L,
+                    self.R,
+                    None,
+                    self.rules,
+                    upload_only=self.spec.upload_only,
+                    download_only=self.spec.download_only,
+                    granularity_ns=granularity,
+                )
+            phase = "resume" if restart else "resync"
+        else:
+            plan = await self._planned(local, remote, granularity, resume=False)
+            phase = "initial sync"
+        if self.options.dry_run:
+            self.console.line(f"[{self.spec.name}] {phase} plan: {plan.summary()}")
+            for line in plan.describe():
+                self.console.line(f"  {line}")
+            self.initial_done.set()
+            return
+        planned = time.monotonic()
+        self.log.write(
+            self.spec.name,
+            "INFO",
+            f"{phase}: compared {len(self.L)} local and {len(self.R)} container entries: scans"
+            f" {(scanned - started) * 1000:.0f} ms, plan {(planned - scanned) * 1000:.0f} ms;"
+            f" {plan.summary()}",
+        )
+        if restart and not plan.changes():
+            self.say(
+                f"{phase}: already in sync ({len(self.L)} entries compared in"
+                f" {(planned - started) * 1000:.0f} ms)"
+            )
+        if restart:
+            self.state("initial sync", progress=0.0)
+        await self._execute(plan, local, remote, phase, progress=restart)
+        self.log.write(
+            self.spec.name,
+            "INFO",
+            f"{phase}: done in {(time.monotonic() - started) * 1000:.0f} ms"
+            f" (transfers {(time.monotonic() - planned) * 1000:.0f} ms)",
+        )
+        self.initial_done.set()
+        self._save_now()
+        self.state("watching" if self.options.watch else "stopped", progress=None)
+
+    def _adopt_saved(self, fsid: str | None, local_id: tuple[int, int] | None) -> None:
+        """Take the state an earlier run saved, when it describes these two folders."""
+        try:
+            saved: Saved | None = self.store.load()
+        except StateError as exc:
+            self.say(f"warning: ignoring the saved sync state: {exc}", "WARN")
+            return
+        if saved is None or not saved.ancestor:
+            return
+        if saved.local_id != local_id:
+            why = "the local folder is not the one it describes (recreated?)"
+        elif fsid is None or saved.fsid != fsid:
+            why = "the container is a new one (its filesystem changed)"
+        else:
+            self.ancestor.clear()
+            self.ancestor.update(saved.ancestor)
+            self.log.write(
+                self.spec.name,
+                "INFO",
+                f"resuming from the state saved by an earlier run ({len(saved.ancestor)} records)",
+            )
+            return
+        self.say(f"not resuming from the saved state: {why}; initial sync with local authority")
+
+    async def _planned(self, local: Any, remote: Any, granularity: int, *, resume: bool) -> Plan:
+        """The initial-sync (or resume) plan, with content digests fetched where the rules
+        need them."""
+        digests: dict[RelPath, tuple[str | None, str | None]] = {}
+        while True:
+            result = (plan_resume if resume else _initial)(
+                self.ancestor,
+                self.L,
+                self.R,
+                self.rules,
+                download_on_initial_sync=self.spec.download_on_initial_sync,
+                upload_only=self.spec.upload_only,
+                download_only=self.spec.download_only,
+                granularity_ns=granularity,
+                digests=digests,
+            )
+            if not result.needs_digest:
+                return result.plan
+            wanted = list(result.needs_digest)
+            ours, theirs = await asyncio.gather(local.digests(wanted), remote.digests(wanted))
+            for path in wanted:
+                digests[path] = (ours.get(path), theirs.get(path))
