@@ -136,10 +136,10 @@ class Schedule:
 
 
 def short(command: str, width: int = 60) -> str:
-    """A command as one quoted line for messages."""
+    """A command as one line for messages, in backquotes (commands are full of quotes)."""
     lines = command.strip().splitlines() or [""]
     text = lines[0] + (" ..." if len(lines) > 1 else "")
-    return '"' + (text if len(text) <= width else text[: width - 3] + "...") + '"'
+    return "`" + (text if len(text) <= width else text[: width - 3] + "...") + "`"
 
 
 class OnUpload:

@@ -100,7 +100,7 @@ def test_output_is_streamed_line_by_line_from_the_sync_folder(tmp_path: Path) ->
 
     run(body)
     lines = rig.console
-    assert lines[0] == f'{PREFIX}running "pwd; echo to-out; echo to-err >&2; printf last"' + (
+    assert lines[0] == f"{PREFIX}running `pwd; echo to-out; echo to-err >&2; printf last`" + (
         " (package.json uploaded)"
     )
     assert lines[1:5] == [
@@ -109,7 +109,7 @@ def test_output_is_streamed_line_by_line_from_the_sync_folder(tmp_path: Path) ->
         PREFIX + "to-err",
         PREFIX + "last",
     ]
-    assert lines[5].startswith(f'{PREFIX}"pwd; echo to-out; echo to-err >&2; printf last" done in')
+    assert lines[5].startswith(f"{PREFIX}`pwd; echo to-out; echo to-err >&2; printf last` done in")
     log = (tmp_path / ".devspace" / "logs" / "sync.log").read_text()
     assert f"INFO  [{NAME} exec] to-err\n" in log
 
@@ -121,19 +121,19 @@ def test_a_failing_command_is_one_warning_and_the_next_one_runs(tmp_path: Path) 
         rig.attach()
         rig.runner.release()
         rig.upload("a.txt")
-        await rig.until(lambda: rig.said('"echo second" done'), "the second command never ran")
+        await rig.until(lambda: rig.said("`echo second` done"), "the second command never ran")
         await rig.runner.detach()
 
     run(body)
     failed = [line for line in rig.console if "failed" in line]
     assert failed == [
-        f'{PREFIX}"echo first; exit 3" failed with exit code 3 after '
+        f"{PREFIX}`echo first; exit 3` failed with exit code 3 after "
         + failed[0].split(" after ")[1]
     ]
     assert failed[0].endswith("s; the sync goes on")
     assert rig.console.index(f"{PREFIX}first") < rig.console.index(f"{PREFIX}second")
     log = (tmp_path / ".devspace" / "logs" / "sync.log").read_text()
-    assert 'WARN  [sync-0 exec] "echo first; exit 3" failed with exit code 3' in log
+    assert "WARN  [sync-0 exec] `echo first; exit 3` failed with exit code 3" in log
 
 
 def test_only_matching_commands_run_in_the_order_written(tmp_path: Path) -> None:
@@ -150,18 +150,18 @@ def test_only_matching_commands_run_in_the_order_written(tmp_path: Path) -> None
         rig.attach()
         rig.runner.release()
         rig.upload("src/x.c", "package.json")
-        await rig.until(lambda: rig.said('"echo any >> order" done'), "not all ran")
+        await rig.until(lambda: rig.said("`echo any >> order` done"), "not all ran")
         rig.upload("README.md")
-        await rig.until(lambda: rig.said('"echo any >> order" done') == 2, "no second run")
+        await rig.until(lambda: rig.said("`echo any >> order` done") == 2, "no second run")
         await rig.runner.detach()
 
     run(body)
     assert rig.file("order").split() == ["npm", "make", "any", "any"]
     assert [line.removeprefix(PREFIX) for line in rig.console if "running" in line] == [
-        'running "echo npm >> order" (package.json uploaded)',
-        'running "echo make >> order" (src/x.c uploaded)',
-        'running "echo any >> order" (src/x.c uploaded)',
-        'running "echo any >> order" (README.md uploaded)',
+        "running `echo npm >> order` (package.json uploaded)",
+        "running `echo make >> order` (src/x.c uploaded)",
+        "running `echo any >> order` (src/x.c uploaded)",
+        "running `echo any >> order` (README.md uploaded)",
     ]
 
 
@@ -227,7 +227,7 @@ def test_a_hanging_command_is_reported_and_shown_in_status(tmp_path: Path) -> No
     run(body)
     notice = [line for line in rig.console if "still running" in line]
     assert notice == [
-        f'{PREFIX}"{BLOCKING[:57]}..." still running after 1 s; the sync goes on'
+        f"{PREFIX}`{BLOCKING[:57]}...` still running after 1 s; the sync goes on"
         " (podsync stops the command when it stops)"
     ]
 
@@ -253,7 +253,7 @@ def test_detach_stops_the_command_and_it_runs_again_after_the_next_first_pass(
         first = int(rig.file("pids"))
         await rig.runner.detach()  # the connection ended
         assert not _alive(first), "the command outlived the connection"
-        assert rig.said('stopped "echo $$ >> pids; exec sleep 600": the connection ended;') == 1
+        assert rig.said("stopped `echo $$ >> pids; exec sleep 600`: the connection ended;") == 1
         rig.attach()  # reconnected: held until the resync is over
         for _ in range(20):
             await asyncio.sleep(0)
@@ -292,7 +292,7 @@ def test_endless_output_is_shown_up_to_a_bound(tmp_path: Path) -> None:
         rig.attach()
         rig.runner.release()
         rig.upload("x")
-        await rig.until(lambda: rig.said('"head -c 100000') and rig.said("done in") == 2, "slow")
+        await rig.until(lambda: rig.said("`head -c 100000") and rig.said("done in") == 2, "slow")
         await rig.runner.detach()
 
     run(body)
@@ -321,6 +321,6 @@ def test_a_command_that_cannot_start_is_not_dropped(tmp_path: Path) -> None:
     run(body)
     (line,) = [line for line in rig.console if "cannot start" in line]
     assert line == (
-        f'{PREFIX}cannot start "npm install": container podsync-test-no-such-container is not'
+        f"{PREFIX}cannot start `npm install`: container podsync-test-no-such-container is not"
         " running: no such container; trying again shortly"
     )

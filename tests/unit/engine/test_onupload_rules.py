@@ -83,9 +83,9 @@ def test_uploaded_paths_are_writes_and_deletions_in_the_container() -> None:
 
 
 def test_commands_are_shown_on_one_line() -> None:
-    assert short("npm install") == '"npm install"'
-    assert short("npm ci\nnpm run build\n") == '"npm ci ..."'
-    assert short("x" * 100, width=10) == '"xxxxxxx..."'
+    assert short("npm install") == "`npm install`"
+    assert short("npm ci\nnpm run build\n") == "`npm ci ...`"
+    assert short("x" * 100, width=10) == "`xxxxxxx...`"
 
 
 # -------------------------------------------------------------------- schedule
