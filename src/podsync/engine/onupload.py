@@ -135,6 +135,17 @@ class Schedule:
         return self.running is None and not self._round and not self._next
 
 
+def printable(text: str) -> str:
+    """Output from the container is untrusted: control characters (terminal escapes) are
+    shown escaped (``\\x1b``), never sent to the user's terminal."""
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ch.isprintable() or ch == "\t" else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
+
+
 def short(command: str, width: int = 60) -> str:
     """A command as one line for messages, in backquotes (commands are full of quotes)."""
     lines = command.strip().splitlines() or [""]
@@ -273,7 +284,8 @@ class OnUpload:
             return False
         self.runs += 1
         self._channel = channel
-        self._status(f"onUpload command {shown} running since {time.strftime('%H:%M:%S')}")
+        since = time.strftime("%H:%M:%S", time.gmtime())  # UTC, as status sync's other times
+        self._status(f"onUpload command {shown} running since {since}")
         with contextlib.suppress(Exception):
             await channel.close_stdin()
         code = await self._follow(channel, shown, started)
@@ -344,7 +356,7 @@ class OnUpload:
             self._hidden += 1
             return
         self._shown += len(raw) + 1
-        text = raw.decode("utf-8", "replace").rstrip("\r")
+        text = printable(raw.decode("utf-8", "replace").rstrip("\r"))
         self._log.write(self.prefix, "INFO", text)
         self._console.line(f"[{self.prefix}] {text}")
 

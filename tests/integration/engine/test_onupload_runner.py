@@ -114,6 +114,23 @@ def test_output_is_streamed_line_by_line_from_the_sync_folder(tmp_path: Path) ->
     assert f"INFO  [{NAME} exec] to-err\n" in log
 
 
+def test_terminal_escapes_from_the_container_are_shown_escaped(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, [UploadCommand(r"printf '\033[2J\033]0;owned\007red\ttab\r\n\377\n'")])
+
+    async def body() -> None:
+        rig.attach()
+        rig.runner.release()
+        rig.upload("x")
+        await rig.until(lambda: rig.said("done in"), "never finished")
+        await rig.runner.detach()
+
+    run(body)
+    assert rig.console[1:3] == [PREFIX + r"\x1b[2J\x1b]0;owned\x07red" + "\ttab", PREFIX + "\ufffd"]
+    assert "\x1b" not in rig.out.getvalue()
+    log = (tmp_path / ".devspace" / "logs" / "sync.log").read_text()
+    assert "\x1b" not in log and r"\x1b[2J" in log
+
+
 def test_a_failing_command_is_one_warning_and_the_next_one_runs(tmp_path: Path) -> None:
     rig = Rig(tmp_path, [UploadCommand("echo first; exit 3"), UploadCommand("echo second")])
 
