@@ -1,9 +1,9 @@
 """Rules across options of one dev.sync entry that types alone cannot express.
 
 Owns: the semantic checks of the spec (selector choice, imageName resolution and ambiguity,
-path rules, exclude pattern syntax). Each check returns None or (loc, want, message) so the
-loader can add the file position. May import: podsync.config.models, podsync.core.excludes,
-the standard library.
+path rules, exclude pattern syntax) and of onUpload.exec (a command, usable onChange patterns).
+Each check returns None or (loc, want, message) so the loader can add the file position.
+May import: podsync.config.models, podsync.core.excludes, the standard library.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from podsync.config.yamltree import did_you_mean
 from podsync.core.excludes import validate_pattern
 
 if TYPE_CHECKING:  # the models cost ~0.2 s to build; the CLI imports checks for flag checks
-    from podsync.config.models import Deployment, ImageConfig, SyncConfig
+    from podsync.config.models import Deployment, ExecConfig, ImageConfig, SyncConfig
 
 __all__ = [
     "Problem",
@@ -63,6 +63,7 @@ def check_entry(
         or check_local((*base, "localSubPath"), entry.local_sub_path, root)
         or check_container_path((*base, "containerPath"), entry.container_path)
         or _check_excludes(base, entry)
+        or _check_on_upload(base, entry)
     )
 
 
@@ -191,3 +192,70 @@ def _check_excludes(base: tuple[str | int, ...], entry: SyncConfig) -> Problem |
             if found:
                 return found
     return None
+
+
+def _check_on_upload(base: tuple[str | int, ...], entry: SyncConfig) -> Problem | None:
+    if entry.on_upload is None:
+        return None
+    for index, item in enumerate(entry.on_upload.exec):
+        found = check_exec((*base, "onUpload", "exec", index), item)
+        if found:
+            return found
+    return None
+
+
+def check_exec(loc: tuple[str | int, ...], item: ExecConfig) -> Problem | None:
+    """One ``onUpload.exec`` item: a command to run, and onChange patterns that can match."""
+    command = item.command
+    if command is None:
+        return (
+            loc,
+            "value",
+            'required option "command" is missing; add it, e.g. command: npm install',
+        )
+    where = (*loc, "command")
+    if not command.strip():
+        return (
+            where,
+            "value",
+            "is empty; write the command to run in the container, e.g. command: npm install",
+        )
+    if "\x00" in command:
+        return (where, "value", "contains a NUL character; remove it")
+    if not _is_utf8(command):
+        return (where, "value", "is not valid UTF-8 text (a lone surrogate escape); fix it")
+    patterns = item.on_change_patterns()
+    if patterns is None:
+        return None
+    if not patterns:
+        return (
+            (*loc, "onChange"),
+            "value",
+            "is empty, so the command would never run; list the paths that trigger it "
+            '(e.g. ["./package.json"]), or remove onChange to run it after every upload',
+        )
+    for i, (written, pattern) in enumerate(zip(item.on_change or (), patterns, strict=True)):
+        problem = _on_change_problem(pattern)
+        if problem is not None:
+            return (
+                (*loc, "onChange", i),
+                "value",
+                f'invalid onChange pattern "{written}": {problem}',
+            )
+    return None
+
+
+def _on_change_problem(pattern: str) -> str | None:
+    """What makes ``pattern`` (``./`` already anchored) useless as an onChange pattern."""
+    if not pattern.strip():
+        return "it is blank; write a path such as ./package.json"
+    if pattern.startswith("#"):
+        return (
+            f"gitignore reads a leading '#' as a comment; write '\\{pattern}' for a name "
+            "that starts with '#'"
+        )
+    if pattern.lstrip("!") == "/":
+        return (
+            "it names the sync root itself; remove onChange to run the command after every upload"
+        )
+    return validate_pattern(pattern) if _is_utf8(pattern) else "is not valid UTF-8 text"

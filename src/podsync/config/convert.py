@@ -1,6 +1,7 @@
 """From validated dev.sync entries to the engine's SyncSpecs.
 
-Owns: ``to_sync_specs`` (names, absolute local roots, Kubernetes target, KB/s -> bytes/s).
+Owns: ``to_sync_specs`` (names, absolute local roots, Kubernetes target, KB/s -> bytes/s,
+onUpload commands).
 May import: podsync.config.models, podsync.engine.spec, the standard library.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from podsync.config.models import ProjectConfig, SyncConfig
-from podsync.engine.spec import SyncSpec, TargetSpec
+from podsync.engine.spec import SyncSpec, TargetSpec, UploadCommand
 
 #: The spec's unit: bandwidthLimits are KB/s with 1 KB = 1024 bytes.
 KB = 1024
@@ -34,6 +35,12 @@ def target_of(cfg: ProjectConfig, entry: SyncConfig) -> TargetSpec:
     )
 
 
+def upload_commands(entry: SyncConfig) -> tuple[UploadCommand, ...]:
+    """``onUpload.exec`` (validated: every command is set) with its onChange anchored."""
+    items = entry.on_upload.exec if entry.on_upload is not None else []
+    return tuple(UploadCommand(i.command or "", i.on_change_patterns()) for i in items)
+
+
 def to_sync_specs(cfg: ProjectConfig, state_dir: Path) -> list[SyncSpec]:
     """One SyncSpec per ``dev.sync`` entry, named ``sync-0``, ``sync-1``... in file order."""
     specs: list[SyncSpec] = []
@@ -53,6 +60,7 @@ def to_sync_specs(cfg: ProjectConfig, state_dir: Path) -> list[SyncSpec]:
                 wait_initial_sync=entry.wait_initial_sync,
                 bandwidth_upload=kb_to_bytes(limits.upload if limits else None),
                 bandwidth_download=kb_to_bytes(limits.download if limits else None),
+                on_upload=upload_commands(entry),
             )
         )
     return specs

@@ -9,20 +9,50 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from podsync.config.models import BANDWIDTH_OPTIONS, SYNC_OPTIONS
+from podsync.config.models import (
+    BANDWIDTH_OPTIONS,
+    EXEC_OPTIONS,
+    ON_UPLOAD_OPTIONS,
+    SYNC_OPTIONS,
+)
 from podsync.config.yamltree import describe, did_you_mean
 
 #: Options podsync reads in top-level and dev sections (for suggestions only).
 _KEY_HINT = "write it in quotes"
 
 
+#: DevSpace's options around onUpload.exec that podsync does not take, and what to do instead.
+_UNSUPPORTED_ON_UPLOAD = {
+    "args": "podsync runs command through sh -c in the container: write the arguments into command",
+    "local": "podsync runs onUpload commands in the container only",
+    "restartContainer": "podsync supports only exec under onUpload",
+    "execRemote": "podsync supports only exec under onUpload",
+}
+
+
+def _choices(parent: Sequence[str | int]) -> tuple[str, ...]:
+    if parent and parent[-1] == "bandwidthLimits":
+        return BANDWIDTH_OPTIONS
+    if parent and parent[-1] == "onUpload":
+        return ON_UPLOAD_OPTIONS
+    if len(parent) >= 2 and parent[-2] == "exec":
+        return EXEC_OPTIONS
+    return SYNC_OPTIONS
+
+
 def unknown_option(key: str, parent: Sequence[str | int]) -> str:
-    """Message for an unknown key inside a dev.sync entry or its bandwidthLimits."""
-    choices = BANDWIDTH_OPTIONS if parent and parent[-1] == "bandwidthLimits" else SYNC_OPTIONS
+    """Message for an unknown key inside a dev.sync entry, its bandwidthLimits or onUpload."""
+    choices = _choices(parent)
+    if choices in (ON_UPLOAD_OPTIONS, EXEC_OPTIONS) and key in _UNSUPPORTED_ON_UPLOAD:
+        return f'unknown option "{key}"; {_UNSUPPORTED_ON_UPLOAD[key]}'
     guess = did_you_mean(key, choices)
     if guess:
         return f'unknown option "{key}"; did you mean "{guess}"?'
     return f'unknown option "{key}"; valid options are: {", ".join(choices)}'
+
+
+def _is_exec(loc: Sequence[str | int]) -> bool:
+    return len(loc) >= 2 and loc[-1] == "exec" and loc[-2] == "onUpload"
 
 
 def _is_bandwidth(loc: Sequence[str | int]) -> bool:
@@ -59,7 +89,11 @@ def explain(err: dict[str, Any]) -> tuple[str, str]:
         hint = ""
         if kind == "string_type" and not isinstance(value, list | dict | None):
             hint = f"; {_KEY_HINT}"
+        elif _is_exec(loc) and kind == "list_type" and isinstance(value, str):
+            hint = f"; write each command as an item: - command: {value}"
         elif kind == "list_type" and isinstance(value, str):
             hint = f'; write it as a list: ["{value}"]'
+        elif kind == "model_type" and isinstance(value, str) and _is_exec(loc[:-1]):
+            hint = f"; write it as: - command: {value}"
         return "value", f"{simple[kind]}, got {describe(value)}{hint}"
     return "value", f"{err.get('msg', 'invalid value')}, got {describe(value)}"

@@ -1,14 +1,15 @@
 """Typed shape of the parts of devspace.yaml that podsync reads.
 
 Owns: the pydantic models of ``images``, ``deployments`` (container selection only) and
-``dev.sync[*]`` with every option of the spec and its default, and :class:`ProjectConfig`, the
-validated result of :func:`podsync.config.loader.load_config`.
+``dev.sync[*]`` with every option of the spec and its default (and DevSpace's later
+``onUpload.exec``), and :class:`ProjectConfig`, the validated result of
+:func:`podsync.config.loader.load_config`.
 May import: pydantic and the standard library.
 
 Sections podsync does not use are ignored (``extra="ignore"``) so real projects load; inside a
-``dev.sync`` entry and ``bandwidthLimits`` unknown keys are errors (``extra="forbid"``) because a
-typo there silently changes what gets synced. Every model is strict: YAML ``1`` is not a string,
-``true`` is not a number.
+``dev.sync`` entry, ``bandwidthLimits`` and ``onUpload`` unknown keys are errors
+(``extra="forbid"``) because a typo there silently changes what gets synced. Every model is
+strict: YAML ``1`` is not a string, ``true`` is not a number.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 _IGNORE = ConfigDict(extra="ignore", strict=True, frozen=True)
 _FORBID = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -58,6 +59,51 @@ class BandwidthLimits(BaseModel):
     upload: int | None = Field(default=None, gt=0)
 
 
+class ExecConfig(BaseModel):
+    """``dev.sync[*].onUpload.exec[*]``: a command run in the container after an upload.
+
+    ``command`` is optional here only so that a misspelt key is reported before the missing
+    command (``checks`` requires it). ``on_change`` None: after every batch that uploaded
+    something.
+    """
+
+    model_config = _FORBID
+    command: str | None = None
+    on_change: list[str] | None = Field(default=None, alias="onChange")
+
+    def on_change_patterns(self) -> tuple[str, ...] | None:
+        """``onChange`` as gitignore patterns relative to the sync root: a leading ``./``
+        (DevSpace's way to name the root's own file) becomes the anchoring ``/``."""
+        if self.on_change is None:
+            return None
+        return tuple(anchor_dot_slash(p) for p in self.on_change)
+
+
+def anchor_dot_slash(pattern: str) -> str:
+    """``./package.json`` -> ``/package.json`` (also after a ``!``); other patterns as written.
+    Git itself never matches a ``.`` segment, so this reading takes nothing away."""
+    negate = "!" if pattern.startswith("!") else ""
+    body = pattern[len(negate) :]
+    if not body.startswith("./"):
+        return pattern
+    while body.startswith("./"):
+        body = body[2:]
+    return f"{negate}/{body}"
+
+
+class OnUploadConfig(BaseModel):
+    """``dev.sync[*].onUpload``: only ``exec`` (DevSpace's later shape); ``exec:`` left empty
+    means no commands."""
+
+    model_config = _FORBID
+    exec: list[ExecConfig] = Field(default_factory=list)
+
+    @field_validator("exec", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: object) -> object:
+        return [] if value is None else value
+
+
 class SyncConfig(BaseModel):
     """One ``dev.sync[*]`` entry, defaults as in the spec."""
 
@@ -74,6 +120,7 @@ class SyncConfig(BaseModel):
     download_on_initial_sync: bool = Field(default=False, alias="downloadOnInitialSync")
     wait_initial_sync: bool = Field(default=False, alias="waitInitialSync")
     bandwidth_limits: BandwidthLimits | None = Field(default=None, alias="bandwidthLimits")
+    on_upload: OnUploadConfig | None = Field(default=None, alias="onUpload")
 
 
 #: The YAML spelling of every dev.sync option, for "did you mean" suggestions.
@@ -81,6 +128,10 @@ SYNC_OPTIONS: tuple[str, ...] = tuple(
     f.alias or name for name, f in SyncConfig.model_fields.items()
 )
 BANDWIDTH_OPTIONS: tuple[str, ...] = tuple(BandwidthLimits.model_fields)
+ON_UPLOAD_OPTIONS: tuple[str, ...] = tuple(OnUploadConfig.model_fields)
+EXEC_OPTIONS: tuple[str, ...] = tuple(
+    f.alias or name for name, f in ExecConfig.model_fields.items()
+)
 
 
 class DevConfig(BaseModel):

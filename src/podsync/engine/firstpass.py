@@ -24,6 +24,7 @@ from podsync.core.paths import RelPath
 from podsync.core.plan import Ancestor, Plan
 from podsync.core.reconcile import detect_mass_deletion, reconcile
 from podsync.core.resume import plan_resume
+from podsync.engine.onupload import OnUpload
 from podsync.engine.report import Console, SyncLog
 from podsync.engine.spec import RunOptions, SyncSpec
 from podsync.engine.state import Saved, StateError, StateStore, local_identity
@@ -53,6 +54,7 @@ class FirstPass:
     initial_done: asyncio.Event
     _fsid: str | None
     _local_id: tuple[int, int] | None
+    on_upload: OnUpload
 
     def say(self, message: str, level: str = "INFO", console: bool = True) -> None:
         raise NotImplementedError
@@ -142,6 +144,7 @@ class FirstPass:
         self.initial_done.set()
         self._save_now()
         self.state("watching" if self.options.watch else "stopped", progress=None)
+        self.on_upload.release()  # commands wait for the first pass, then run once
 
     def _adopt_saved(self, fsid: str | None, local_id: tuple[int, int] | None) -> None:
         """Take the state an earlier run saved, when it describes these two folders."""

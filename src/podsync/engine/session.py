@@ -26,6 +26,7 @@ from podsync.engine.connect import Remote, connect
 from podsync.engine.executor import Executor, Outcome
 from podsync.engine.firstpass import FirstPass
 from podsync.engine.local_endpoint import LocalEndpoint
+from podsync.engine.onupload import OnUpload
 from podsync.engine.report import Console, Progress, StatusBoard, SyncLog, now_iso
 from podsync.engine.spec import RunOptions, SyncSpec
 from podsync.engine.state import PairKey, StateStore
@@ -79,6 +80,10 @@ class Session(FirstPass, WatchPhase):
         self._fsid: str | None = None
         self._local_id: tuple[int, int] | None = None
         self._dirty = asyncio.Event()
+        self.on_upload = OnUpload(
+            spec.name, spec.on_upload, console=console, log=log, board=board,
+            enabled=options.watch and not options.dry_run,
+        )  # fmt: skip
         board.add(
             SyncStatus(
                 name=spec.name,
@@ -206,6 +211,7 @@ class Session(FirstPass, WatchPhase):
                 say=self.say,
             )
             self.transport = remote.transport
+            self.on_upload.attach(remote.transport, remote.root)
             self.connected.set()
             self.board.update(
                 spec.name,
@@ -228,6 +234,8 @@ class Session(FirstPass, WatchPhase):
                 finally:
                     saver.cancel()
         finally:
+            with contextlib.suppress(Exception):
+                await self.on_upload.detach()
             with contextlib.suppress(Exception):
                 await local.close()
             if remote is not None:
@@ -292,6 +300,7 @@ class Session(FirstPass, WatchPhase):
         finally:
             if bar is not None:
                 bar.finish()
+        self.on_upload.note(plan, out)
         self._report(out, phase)
         self._note_problems(out)
         self._dirty.set()

@@ -1,6 +1,7 @@
 """What to sync: the contract between the CLI/config layer and the engine.
 
-Owns: :class:`SyncSpec` and :class:`TargetSpec`. May import: the standard library only.
+Owns: :class:`SyncSpec`, :class:`TargetSpec` and :class:`UploadCommand`. May import: the
+standard library only.
 The CLI builds these from flags (``podsync sync``) or from ``dev.sync[*]`` (``podsync dev``);
 the engine never reads devspace.yaml itself.
 """
@@ -56,12 +57,24 @@ class TargetSpec:
 
 
 @dataclass(frozen=True)
+class UploadCommand:
+    """One ``onUpload.exec`` item: ``command`` runs through ``sh -c`` in the container folder
+    after a batch uploaded (wrote or deleted in the container) a path that ``on_change``
+    matches. ``on_change`` holds gitignore patterns relative to the sync root, already in
+    gitignore form (the config's ``./x`` is ``/x`` here); None: after every such batch."""
+
+    command: str
+    on_change: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class SyncSpec:
     """One sync pair with every dev.sync option resolved to its effective value.
 
     ``local_root`` is absolute. ``container_path`` None means the container's WORKDIR.
     Bandwidth limits are bytes/s (config KB/s x 1024), None = unlimited.
     ``state_dir`` is the project's ``.devspace`` folder (logs, status, conflicts, trash).
+    ``on_upload``: the commands of ``onUpload.exec``, in the order written.
     """
 
     name: str
@@ -80,6 +93,7 @@ class SyncSpec:
     bandwidth_download: int | None = None
     agent: Literal["auto", "python", "shell"] = "auto"
     extra: dict[str, str] = field(default_factory=dict)
+    on_upload: tuple[UploadCommand, ...] = ()
 
 
 @dataclass(frozen=True)

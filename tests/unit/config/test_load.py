@@ -177,7 +177,7 @@ BAD = [
         'devspace.yaml:4:5: dev.sync[0].zzz: unknown option "zzz"; valid options are: '
         "imageName, labelSelector, containerName, namespace, localSubPath, containerPath, "
         "excludePaths, downloadExcludePaths, uploadExcludePaths, downloadOnInitialSync, "
-        "waitInitialSync, bandwidthLimits",
+        "waitInitialSync, bandwidthLimits, onUpload",
     ),
     Bad(
         "unknown-bandwidth-option",
