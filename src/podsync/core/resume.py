@@ -33,7 +33,7 @@ from podsync.core.plan import (
     Plan,
     Upload,
 )
-from podsync.core.policy import ExcludeRules
+from podsync.core.policy import ExcludeRules, same
 from podsync.core.reconcile import reconcile
 
 AncestorView = Mapping[RelPath, AncestorEntry]
@@ -56,6 +56,8 @@ def plan_resume(
     Returns an :class:`InitialResult`: ``needs_digest`` lists unrecorded files on both sides
     whose content must be compared before they can be decided (call again with ``digests``).
     """
+    if _nothing_changed(ancestor, local, remote):
+        return InitialResult(Plan(), ())  # the common restart, at a fraction of the cost
     fresh = _unrecorded(ancestor, local, remote)
     known_local: SnapshotView = local
     known_remote: SnapshotView = remote
@@ -93,6 +95,16 @@ def plan_resume(
         actions.extend(_at(initial.plan.actions, fresh))
         needs = tuple(p for p in initial.needs_digest if p in fresh)
     return InitialResult(Plan.of(actions), needs)
+
+
+def _nothing_changed(ancestor: AncestorView, local: SnapshotView, remote: SnapshotView) -> bool:
+    """Both sides hold exactly what the ancestor recorded (nothing to plan)."""
+    if len(local) > len(ancestor) or len(remote) > len(ancestor):
+        return False
+    for path, was in ancestor.items():
+        if not same(local.get(path), was.local) or not same(remote.get(path), was.remote):
+            return False
+    return all(p in ancestor for p in local) and all(p in ancestor for p in remote)
 
 
 def _unrecorded(ancestor: AncestorView, local: SnapshotView, remote: SnapshotView) -> Set[RelPath]:
