@@ -20,10 +20,18 @@ import stat
 from typing import BinaryIO, List, Optional, Sequence, Set, Tuple, Union
 
 from podsync.core.entry import ANY, DIR, FILE, LINK, Entry, Expect, Problem, Snapshot
-from podsync.core.paths import RelPath, ancestors, basename, is_within, minimal_roots
+from podsync.core.paths import (
+    RelPath,
+    ancestors,
+    basename,
+    canonical,
+    is_within,
+    minimal_roots,
+    printable,
+)
 from podsync.errors import SafetyHalt
 from podsync.replica import fsops
-from podsync.replica.scan import Prune, Scanner, link_target_ok, name_problem
+from podsync.replica.scan import Prune, Scanner, link_target_ok, name_problem, os_reason
 from podsync.replica.trash import Trash
 from podsync.replica.writer import FileWriter, file_mode
 
@@ -64,7 +72,10 @@ class Replica:
         self.trash_rel = self._inside_root(trash_dir) if trash_dir else None
         #: Human-readable notes about skipped paths; the caller drains (logs and clears) it.
         self.warnings: List[str] = []
-        #: Directories the last scan could not read: their contents are unknown, not gone.
+        #: Paths the last scan could not read: directories that could not be listed (their
+        #: contents are unknown, not gone) and entries that could not be lstat'ed or
+        #: readlink'ed (their state is unknown; they are absent from the snapshot). Whoever
+        #: compares snapshots must keep what it knew at and below these paths.
         self.unreadable: List[RelPath] = []
         self._warned: Set[Tuple[RelPath, str]] = set()
 
@@ -79,7 +90,9 @@ class Replica:
         # Each skipped path is reported once per Replica, not on every rescan.
         if (path, message) not in self._warned:
             self._warned.add((path, message))
-            self.warnings.append(f"{path}: {message}")
+            # Shown text only (the agent sends it as JSON, the engine logs it): undecodable
+            # bytes and control characters escaped, so no consumer can choke on it.
+            self.warnings.append(printable(f"{path}: {message}"))
 
     # ----------------------------------------------------------------- reading
 
@@ -96,9 +109,9 @@ class Replica:
             self._check_root_still(root_fd)
         finally:
             os.close(root_fd)
-        self.unreadable = [p for p, _ in scanner.errors]
+        self.unreadable = [p for p, _ in scanner.errors] + [p for p, _ in scanner.unknown]
         for p, exc in scanner.errors:
-            self._warn(p, f"could not be read ({exc.strerror}); its contents are left alone")
+            self._warn(p, f"could not be read ({os_reason(exc)}); its contents are left alone")
         return scanner.out
 
     def _check_root_still(self, root_fd: int) -> None:
@@ -112,7 +125,9 @@ class Replica:
             raise SafetyHalt(f"the sync folder {self.root} vanished or was replaced during a scan")
 
     def entry(self, path: RelPath) -> Optional[Entry]:
-        """What is at ``path`` now (lstat; a symlink is reported as a link, never followed)."""
+        """What is at ``path`` now (lstat; a symlink is reported as a link, never followed).
+        None when nothing is there; OSError when it cannot be looked at (permission denied
+        on a parent, I/O error): that is not "gone"."""
         root_fd = fsops.open_root(self.root)
         if path == "":
             os.close(root_fd)
@@ -136,8 +151,8 @@ class Replica:
         root_fd = fsops.open_root(self.root)
         try:
             dir_fd, name = fsops.walk_parent(root_fd, path, create=False)
-        except (FileNotFoundError, fsops.Refused):
-            return None
+        except (OSError, fsops.Refused):
+            return None  # gone, or a parent is no directory or cannot be searched
         finally:
             os.close(root_fd)
         try:
@@ -159,9 +174,12 @@ class Replica:
         if opened is None:
             return None
         h = hashlib.sha256()
-        with opened[1] as f:
-            for chunk in iter(lambda: f.read(DIGEST_CHUNK), b""):
-                h.update(chunk)
+        try:
+            with opened[1] as f:
+                for chunk in iter(lambda: f.read(DIGEST_CHUNK), b""):
+                    h.update(chunk)
+        except OSError:  # EIO mid-file: no digest, so the planner does not call it equal
+            return None
         return h.hexdigest()
 
     # ----------------------------------------------------------------- writing
@@ -171,6 +189,8 @@ class Replica:
         is not known yet, so the path's own exclusion is checked later."""
         if path == "":
             return "the sync folder itself cannot be replaced or removed"
+        if not canonical(path):  # relpath() refuses these at the edge; never reach os here
+            return "the name is not a canonical file name"
         for part in path.split("/"):
             if part.startswith(self.temp_prefix):
                 return "the name is reserved for podsync's temporary files"
