@@ -21,11 +21,12 @@ the same file, one that could slip past an exclude pattern or a same-path check.
 
 from __future__ import annotations
 
-from typing import Iterable, List, NewType, Set
+from typing import Dict, Iterable, List, Mapping, NewType, Set, Tuple, TypeVar
 
 from podsync.errors import UnsafePath
 
 RelPath = NewType("RelPath", str)
+T = TypeVar("T")
 
 ROOT = RelPath("")
 
@@ -156,3 +157,28 @@ def minimal_roots(paths: Iterable[RelPath]) -> List[RelPath]:
             continue
         chosen.add(path)
     return sorted(chosen)
+
+
+def keep_unknown(
+    fresh: Dict[RelPath, T], known: Mapping[RelPath, T], unknown: Iterable[RelPath]
+) -> Dict[RelPath, T]:
+    """Put back into ``fresh`` (a new scan) what ``known`` (the last knowledge of that side)
+    holds at and below each path of ``unknown`` (what the scan could not read: an
+    unlistable directory, an entry that could not be lstat'ed), and return ``fresh``.
+
+    A scan that cannot read a directory sees nothing in it; read as "gone", that would
+    delete the other side's copies. Kept as last known, nothing changes there until the
+    path can be read again. Entries the scan did see are left as they are. O(known) when
+    ``unknown`` is not empty, free otherwise.
+    """
+    paths = set(unknown)
+    if not paths or not known:
+        return fresh
+    if ROOT in paths:
+        below: Tuple[str, ...] = ("",)
+    else:
+        below = tuple(p + "/" for p in paths)
+    for path, value in known.items():
+        if (path in paths or path.startswith(below)) and path not in fresh:
+            fresh[path] = value
+    return fresh

@@ -31,6 +31,16 @@ READ_BATCH_FILES = 128
 READ_BATCH_BYTES = 4 * 1024 * 1024
 
 
+def _changed(rep: Replica, path: RelPath, read: Entry) -> bool:
+    """Whether ``path`` no longer is what was just read (then the copy is not sent as is);
+    a path that cannot be looked at any more counts as changed."""
+    try:
+        now = rep.entry(path)
+    except OSError:
+        return True
+    return now is None or not now.same_content(read)
+
+
 class LocalSourceFile:
     def __init__(
         self, path: RelPath, entry: Entry, content: bytes | None, handle: Any, rep: Replica
@@ -54,8 +64,7 @@ class LocalSourceFile:
                 if not data:
                     break
                 yield data
-            now = await asyncio.to_thread(self._rep.entry, self.path)
-            self.changed = now is None or not now.same_content(self.entry)
+            self.changed = await asyncio.to_thread(_changed, self._rep, self.path, self.entry)
         finally:
             self._handle.close()
 
@@ -88,6 +97,9 @@ class LocalEndpoint:
         self._watcher: Any = None
         self._stop = threading.Event()
         self.read_problems: list[Problem] = []
+        #: Paths the last scan could not read (``Replica.unreadable``): their state is
+        #: unknown, so the engine keeps what it knew there (``core.paths.keep_unknown``).
+        self.unreadable: list[RelPath] = []
         self.chunk_size = CHUNK_BYTES
 
     async def start(self, watch: bool) -> None:
@@ -138,6 +150,7 @@ class LocalEndpoint:
     # -- observe ------------------------------------------------------------------------
     async def scan(self, under: Sequence[RelPath] = ()) -> Snapshot:
         snapshot = await asyncio.to_thread(self._replica.scan, list(under))
+        self.unreadable = list(self._replica.unreadable)
         self._drain_warnings()
         return snapshot
 
@@ -164,9 +177,8 @@ class LocalEndpoint:
         if entry.size <= self.chunk_size:
             with handle:
                 content = handle.read()
-            now = rep.entry(path)
             source = LocalSourceFile(path, entry, content, None, rep)
-            source.changed = now is None or not now.same_content(entry)
+            source.changed = _changed(rep, path, entry)
             return source
         source = LocalSourceFile(path, entry, None, handle, rep)
         source.chunk_size = self.chunk_size

@@ -1,5 +1,4 @@
-"""Helpers for the replica tests: deadline waits, hint collection, whole-tree fingerprints,
-running code without root's permission override.
+"""Helpers for the replica tests: deadline waits, hint collection, whole-tree fingerprints.
 
 Owns: nothing shipped. May import: the standard library and ``podsync.replica``.
 """
@@ -7,18 +6,12 @@ Owns: nothing shipped. May import: the standard library and ``podsync.replica``.
 from __future__ import annotations
 
 import os
-import pickle
-import shutil
 import stat
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from podsync.core.paths import RelPath
-
-T = TypeVar("T")
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
@@ -74,79 +67,3 @@ def leftovers(top: str, prefix: str = ".podsync-tmp-") -> list[str]:
         for n in dirs + files
         if n.startswith(prefix)
     ]
-
-
-NOBODY = 65534
-
-
-def as_unprivileged(fn: Callable[[], T]) -> T:
-    """Run ``fn`` where permission bits are enforced and return its result.
-
-    Root ignores permission bits (CAP_DAC_OVERRIDE), so under root ``fn`` runs in a forked
-    child that has switched to uid/gid 65534 (nobody) with ``os.setgid``/``os.setuid``; the
-    result (or the exception) comes back pickled through a pipe. The child is a fork of the
-    test process, so it needs no interpreter or module files it cannot read. Non-root: ``fn``
-    runs in-process (the bits already apply). The files ``fn`` touches must be reachable by
-    uid 65534: make them with :func:`unprivileged_dir`.
-    """
-    if os.geteuid() != 0:
-        return fn()
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        status = 0
-        try:
-            os.close(read_fd)
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            try:
-                payload = pickle.dumps((True, fn()))
-            except BaseException as exc:  # noqa: BLE001 - sent to the parent, re-raised there
-                payload = pickle.dumps((False, exc))
-            with os.fdopen(write_fd, "wb") as out:
-                out.write(payload)
-        except BaseException:  # noqa: BLE001
-            status = 1
-        finally:
-            os._exit(status)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as inp:
-        data = inp.read()
-    _, status = os.waitpid(pid, 0)
-    if status != 0 or not data:
-        raise AssertionError(f"the unprivileged child failed (wait status {status})")
-    ok, value = pickle.loads(data)
-    if not ok:
-        raise value
-    return value  # type: ignore[no-any-return]
-
-
-def unprivileged_dir() -> Path:
-    """A fresh directory under /tmp owned by uid 65534 (when we are root), so that
-    :func:`as_unprivileged` can reach it (pytest's tmp_path lies below a 0700 folder of
-    root's). The caller removes it (:func:`remove_tree`)."""
-    top = Path(tempfile.mkdtemp(prefix="podsync-perm-", dir="/tmp"))
-    top.chmod(0o755)
-    if os.geteuid() == 0:
-        os.chown(top, NOBODY, NOBODY)
-    return top
-
-
-def give_away(top: Path) -> None:
-    """chown everything below ``top`` to uid 65534 (no-op when not root)."""
-    if os.geteuid() != 0:
-        return
-    for dirpath, dirnames, filenames in os.walk(top):
-        for name in dirnames + filenames:
-            os.chown(os.path.join(dirpath, name), NOBODY, NOBODY, follow_symlinks=False)
-
-
-def remove_tree(top: Path) -> None:
-    """Restore permissions everywhere below ``top`` and remove it (top-down: each directory
-    is made listable before os.walk lists it)."""
-    os.chmod(top, 0o755)
-    for dirpath, dirnames, _ in os.walk(top):
-        for name in dirnames:
-            os.chmod(os.path.join(dirpath, name), 0o755)
-    shutil.rmtree(top)

@@ -2,34 +2,23 @@
 happened, never a traceback, and never "gone".
 
 How EACCES is produced without FUSE: permission bits (mode 000 directory, a directory with
-read but no search permission, a read-only directory, a sticky directory) enforced on a
-process that is not root. The test process runs as root here, so each check runs in a
-forked child that switched to uid 65534 (``replica_helpers.as_unprivileged``); the tree is
-made by root and given to uid 65534 first (``give_away``), then locked with chmod.
+read but no search permission, a read-only directory, a sticky directory) on a process they
+apply to. The suite runs as root here, so each check runs in a forked child that dropped
+root's override capabilities (``tests.support.privileges.without_root_override``).
 """
 
 from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from replica_helpers import as_unprivileged, give_away, remove_tree, unprivileged_dir
+from tests.support.privileges import without_root_override
 
 from podsync.core.entry import ANY, DIR, FILE, LINK, Entry, Problem
 from podsync.core.paths import RelPath
 from podsync.replica import Replica, fsops
-
-
-@pytest.fixture
-def top() -> Iterator[Path]:
-    path = unprivileged_dir()
-    try:
-        yield path
-    finally:
-        remove_tree(path)
 
 
 def _tree(top: Path) -> Path:
@@ -40,7 +29,6 @@ def _tree(top: Path) -> Path:
     (root / "noexec" / "f.txt").write_text("in a folder without search permission")
     (root / "noexec" / "l").symlink_to("f.txt")
     (root / "fine.txt").write_text("readable")
-    give_away(top)
     (root / "locked").chmod(0o000)
     (root / "noexec").chmod(0o644)  # listable, but nothing in it can be lstat'ed
     return root
@@ -54,11 +42,11 @@ def _scan(
         snap = replica.scan([RelPath(p) for p in under] if under else ())
         return dict(snap), list(replica.unreadable), list(replica.warnings)
 
-    return as_unprivileged(run)
+    return without_root_override(run)
 
 
-def test_unreadable_directory_and_entries_are_unknown_not_gone(top: Path) -> None:
-    snap, unreadable, warnings = _scan(_tree(top))
+def test_unreadable_directory_and_entries_are_unknown_not_gone(tmp_path: Path) -> None:
+    snap, unreadable, warnings = _scan(_tree(tmp_path))
 
     assert snap == {
         "fine.txt": snap["fine.txt"],
@@ -75,8 +63,8 @@ def test_unreadable_directory_and_entries_are_unknown_not_gone(top: Path) -> Non
     ]
 
 
-def test_scan_under_an_unreadable_path(top: Path) -> None:
-    root = _tree(top)
+def test_scan_under_an_unreadable_path(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
     snap, unreadable, warnings = _scan(root, ["locked/f.txt", "noexec/l", "noexec/sub"])
     assert snap == {}
     assert sorted(unreadable) == ["locked/f.txt", "noexec/l", "noexec/sub"]
@@ -86,8 +74,8 @@ def test_scan_under_an_unreadable_path(top: Path) -> None:
     assert sorted(unreadable) == ["locked", "noexec/f.txt", "noexec/l", "noexec/sub"]
 
 
-def test_reading_an_unreadable_path_is_none_or_oserror_never_a_crash(top: Path) -> None:
-    root = _tree(top)
+def test_reading_an_unreadable_path_is_none_or_oserror_never_a_crash(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
 
     def run() -> tuple[object, object, str]:
         replica = Replica(str(root))
@@ -102,16 +90,15 @@ def test_reading_an_unreadable_path_is_none_or_oserror_never_a_crash(top: Path) 
             raised,
         )
 
-    opened, digest, raised = as_unprivileged(run)
+    opened, digest, raised = without_root_override(run)
     assert (opened, digest, raised) == (None, None, "Permission denied")
 
 
-def test_write_and_delete_problems_say_what_really_happened(top: Path) -> None:
-    root = top / "root"
+def test_write_and_delete_problems_say_what_really_happened(tmp_path: Path) -> None:
+    root = tmp_path / "root"
     (root / "ro").mkdir(parents=True)
     (root / "ro" / "f.txt").write_text("x")
     (root / "ro" / "d").mkdir()
-    give_away(top)
     (root / "ro").chmod(0o555)
 
     def run() -> list[object]:
@@ -126,7 +113,7 @@ def test_write_and_delete_problems_say_what_really_happened(top: Path) -> None:
             replica.make_link(RelPath("ro/l"), Entry(LINK, target="f.txt"), ANY),
         ]
 
-    outcomes = as_unprivileged(run)
+    outcomes = without_root_override(run)
     assert outcomes == [
         Problem(RelPath(p), "could not change it: Permission denied")
         for p in ("ro/new.txt", "ro/f.txt", "ro/d", "ro/e", "ro/l")
@@ -136,27 +123,27 @@ def test_write_and_delete_problems_say_what_really_happened(top: Path) -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs a file owned by another user")
 @pytest.mark.parametrize("trash", [False, True])
-def test_eperm_is_reported_as_eperm_not_as_not_a_directory(top: Path, trash: bool) -> None:
+def test_eperm_is_reported_as_eperm_not_as_not_a_directory(tmp_path: Path, trash: bool) -> None:
     """In a sticky folder (like /tmp) only the owner may remove a file: unlink fails with
     EPERM, which the old code took for "a directory" and reported as "'f.txt' is a file or
     a symlink, not a directory"."""
-    root = top / "root"
-    root.mkdir()
-    give_away(top)
-    (root / "sticky").mkdir()  # owned by root: its owner could remove anything in it
+    root = tmp_path / "root"
+    (root / "sticky").mkdir(parents=True)
     (root / "sticky").chmod(0o1777)
-    (root / "sticky" / "f.txt").write_text("root's")  # owned by root, not by uid 65534
-    trash_dir = top / "trash"
+    (root / "sticky" / "f.txt").write_text("someone else's")
+    os.chown(root / "sticky", 65534, 65534)  # neither the folder nor the file is ours
+    os.chown(root / "sticky" / "f.txt", 65534, 65534)
+    trash_dir = tmp_path / "trash"
 
     def run() -> object:
         replica = Replica(str(root), trash_dir=str(trash_dir) if trash else None)
         return replica.delete(RelPath("sticky/f.txt"), ANY)
 
-    outcome = as_unprivileged(run)
+    outcome = without_root_override(run)
     assert outcome == Problem(
         RelPath("sticky/f.txt"), "could not change it: Operation not permitted"
     )
-    assert (root / "sticky" / "f.txt").read_text() == "root's"
+    assert (root / "sticky" / "f.txt").read_text() == "someone else's"
 
 
 def test_a_directory_swapped_for_a_symlink_mid_walk_is_unknown(tmp_path: Path) -> None:

@@ -14,7 +14,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from podsync.core.paths import canonical, join, printable, relpath, symlink_stays_inside
+from podsync.core.paths import (
+    RelPath,
+    canonical,
+    join,
+    keep_unknown,
+    printable,
+    relpath,
+    symlink_stays_inside,
+)
 from podsync.errors import UnsafePath
 
 
@@ -162,3 +170,32 @@ def test_printable_never_raises_and_is_one_line(text: str) -> None:
     out = printable(text)
     out.encode("utf-8")
     assert "\n" not in out and "\r" not in out
+
+
+def test_keep_unknown_puts_back_what_was_known_at_and_below_unknown_paths() -> None:
+    known = {
+        RelPath("d"): "dir",
+        RelPath("d/a"): "old a",
+        RelPath("d/sub/b"): "old b",
+        RelPath("dx"): "sibling, not below d",
+        RelPath("f"): "old f",
+        RelPath("gone"): "deleted for real",
+    }
+    fresh = {RelPath("d"): "dir (fresh)", RelPath("dx"): "dx (fresh)", RelPath("new"): "new"}
+    out = keep_unknown(fresh, known, [RelPath("d"), RelPath("f")])
+    assert out is fresh
+    assert out == {
+        "d": "dir (fresh)",  # what the scan saw wins
+        "d/a": "old a",
+        "d/sub/b": "old b",
+        "dx": "dx (fresh)",
+        "f": "old f",
+        "new": "new",
+    }  # "gone" was readable and is absent: a real deletion stays one
+
+
+def test_keep_unknown_of_the_root_keeps_everything_and_nothing_unknown_is_free() -> None:
+    known = {RelPath("a"): 1, RelPath("b/c"): 2}
+    assert keep_unknown({}, known, [RelPath("")]) == known
+    fresh: dict[RelPath, int] = {}
+    assert keep_unknown(fresh, known, []) == {}

@@ -1,0 +1,141 @@
+"""Names and unreadable paths through the whole engine (real engine in-process, real python
+agent as a local subprocess, local target).
+
+- Non-UTF-8 names and link targets are synced byte-exact both ways (needs the wire to carry
+  surrogate-escaped strings: "proto"'s change in wire/ and agent/).
+- A local folder that becomes unreadable is *unknown*, not emptied: nothing in the
+  container is deleted, in the watch phase or after a reconnect. EACCES as root without
+  FUSE: the engine runs in a forked child that dropped root's override capabilities
+  (``tests.support.privileges``), and the agent it starts inherits that.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tests.integration.engine.engine_helpers import EngineThread, agent_pids, local_spec
+from tests.support.privileges import without_root_override
+from tests.support.wait import wait_until
+
+
+def _raw(root: Path, rel: bytes) -> bytes:
+    return os.path.join(os.fsencode(root), rel)
+
+
+def _names(root: Path) -> set[bytes]:
+    base = os.fsencode(root)
+    out: set[bytes] = set()
+    for dirpath, dirnames, filenames in os.walk(base):
+        if dirpath == base and b".devspace" in dirnames:
+            dirnames.remove(b".devspace")
+        for name in dirnames + filenames:
+            out.add(os.path.relpath(os.path.join(dirpath, name), base))
+    return out
+
+
+def _write(root: Path, rel: bytes, data: bytes) -> None:
+    full = _raw(root, rel)
+    os.makedirs(os.path.dirname(full), exist_ok=True)
+    with open(full, "wb") as f:
+        f.write(data)
+
+
+def _read(root: Path, rel: bytes) -> bytes | None:
+    try:
+        with open(_raw(root, rel), "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def test_non_utf8_names_sync_byte_exact_both_ways(tmp_path: Path) -> None:
+    local, far = tmp_path / "local", tmp_path / "far"
+    local.mkdir()
+    far.mkdir()
+    _write(local, b"bad\xff.txt", b"one")
+    _write(local, b"d\xfe/caf\xe9", b"latin-1 name")
+    _write(local, "ok-é".encode(), b"utf-8 name")
+    _write(local, b"new\nline", b"newline")
+    os.symlink(b"bad\xff.txt", _raw(local, b"link\xfd"))
+    engine = EngineThread(local_spec(local, far))
+    try:
+        try:
+            wait_until(engine.watching, 30, message="never watching")
+            wait_until(lambda: _names(far) == _names(local), 15, message="trees differ")
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}; far has {sorted(_names(far))}\n{engine.output.getvalue()}"
+            ) from None
+        assert _read(far, b"d\xfe/caf\xe9") == b"latin-1 name"
+        assert os.readlink(_raw(far, b"link\xfd")) == b"bad\xff.txt"
+
+        _write(far, b"from\xfc/far\x80", b"back")
+        wait_until(lambda: _read(local, b"from\xfc/far\x80") == b"back", 15)
+        os.unlink(_raw(far, b"bad\xff.txt"))
+        wait_until(lambda: _read(local, b"bad\xff.txt") is None, 15)
+        assert engine.failure() is None
+        shown = engine.output.getvalue()
+        assert "Traceback" not in shown
+    finally:
+        engine.stop()
+
+
+def _unreadable_scenario(local: Path, far: Path) -> dict[str, object]:
+    """Runs without root's override: returns what the parent asserts on."""
+    engine = EngineThread(local_spec(local, far))
+    log = local / ".devspace" / "logs" / "sync.log"
+    try:
+        wait_until(engine.watching, 30, message="never watching")
+        wait_until(lambda: (far / "d" / "a").exists() and (far / "d" / "b").exists(), 15)
+
+        (local / "d").chmod(0o000)
+        wait_until(
+            lambda: log.exists() and "d: could not be read (Permission denied)" in log.read_text(),
+            15,
+            message="no warning about the unreadable folder",
+        )
+        (local / "z").write_text("a later change")
+        wait_until(lambda: (far / "z").exists(), 15, message="later change never synced")
+        after_watch = sorted(os.listdir(far / "d"))
+
+        old = set(agent_pids(far))
+        for pid in old:
+            os.kill(pid, 9)
+        wait_until(lambda: bool(set(agent_pids(far)) - old) and engine.watching(), 40)
+        (local / "z2").write_text("after the reconnect")
+        wait_until(lambda: (far / "z2").exists(), 15, message="no sync after reconnect")
+        after_reconnect = sorted(os.listdir(far / "d"))
+
+        (local / "d").chmod(0o755)
+        (local / "d" / "c").write_text("readable again")
+        wait_until(lambda: (far / "d" / "c").exists(), 15, message="d never synced again")
+        return {
+            "after_watch": after_watch,
+            "after_reconnect": after_reconnect,
+            "end": sorted(os.listdir(far / "d")),
+            "failure": engine.failure(),
+            "output": engine.output.getvalue(),
+        }
+    finally:
+        if (local / "d").exists():
+            (local / "d").chmod(0o755)
+        engine.stop()
+
+
+def test_an_unreadable_local_folder_is_unknown_not_deleted(tmp_path: Path) -> None:
+    local, far = tmp_path / "local", tmp_path / "far"
+    (local / "d").mkdir(parents=True)
+    far.mkdir()
+    (local / "keep").write_text("keeps the container side from looking emptied")
+    (local / "d" / "a").write_text("a")
+    (local / "d" / "b").write_text("b")
+
+    seen = without_root_override(lambda: _unreadable_scenario(local, far))
+
+    output = str(seen["output"])
+    assert seen["failure"] is None, output
+    assert seen["after_watch"] == ["a", "b"], output
+    assert seen["after_reconnect"] == ["a", "b"], output
+    assert seen["end"] == ["a", "b", "c"], output
+    assert "Traceback" not in output
