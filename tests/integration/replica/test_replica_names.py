@@ -210,3 +210,20 @@ def test_path_longer_than_path_max_through_nested_dirs(tmp_path: Path) -> None:
     assert relpath(f"{rel}/leaf") in replica.scan([relpath(rel)])
     assert replica.delete(relpath(part), ANY) is None
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(not inotify_available(), reason="inotify only (Linux)")
+def test_watcher_sees_changes_beyond_path_max(tmp_path: Path) -> None:
+    """Directories whose path is longer than PATH_MAX are watched through /proc/self/fd."""
+    rel = "/".join(["d" * 200] * 25)
+    replica = Replica(str(tmp_path))
+    assert isinstance(put(replica, f"{rel}/before", b"x"), Entry)
+    watcher = Watcher(str(tmp_path))
+    watcher.start()
+    try:
+        assert watcher.mode == "inotify"
+        assert isinstance(put(replica, f"{rel}/after", b"y"), Entry)
+        hints = collect_hints(watcher, lambda seen: f"{rel}/after" in seen)
+        assert f"{rel}/after" in hints
+    finally:
+        watcher.close()
