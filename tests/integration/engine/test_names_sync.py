@@ -11,6 +11,7 @@ agent as a local subprocess, local target).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -139,3 +140,87 @@ def test_an_unreadable_local_folder_is_unknown_not_deleted(tmp_path: Path) -> No
     assert seen["after_reconnect"] == ["a", "b"], output
     assert seen["end"] == ["a", "b", "c"], output
     assert "Traceback" not in output
+
+
+def _make_deep(root: Path, parts: list[str], data: bytes) -> None:
+    """Create ``root/parts.../leaf`` whatever its length (directory fds, never a long path)."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, dir_fd=fd)
+            child = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        out = os.open(parts[-1], os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(out, data)
+        os.close(out)
+    finally:
+        os.close(fd)
+
+
+def _deep_read(root: Path, parts: list[str]) -> bytes | None:
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        for part in parts[:-1]:
+            child = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        leaf = os.open(parts[-1], os.O_RDONLY, dir_fd=fd)
+        try:
+            return os.read(leaf, 1 << 16)
+        finally:
+            os.close(leaf)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def test_odd_local_entries_never_crash_the_engine(tmp_path: Path) -> None:
+    """A name with a newline, a 255-byte name, a path longer than PATH_MAX, a fifo, a socket
+    and a device file, then a file replaced by a directory: the regular entries sync, each
+    special file is one warning, once; nothing raises."""
+    import socket
+
+    local, far = tmp_path / "local", tmp_path / "far"
+    local.mkdir()
+    far.mkdir()
+    (local / "new\nline").write_text("nl")
+    (local / ("n" * 255)).write_text("long name")
+    deep = ["d" * 200] * 25 + ["leaf"]  # > 5,000 bytes
+    _make_deep(local, deep, b"deep")
+    os.mkfifo(local / "fifo")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(local / "sock"))
+    os.mknod(local / "null", 0o600 | 0o020000, os.makedev(1, 3))
+    (local / "x").write_text("a file first")
+    engine = EngineThread(local_spec(local, far))
+    try:
+        wait_until(engine.watching, 30, message="never watching")
+        wait_until(lambda: _deep_read(far, deep) == b"deep", 15, message="deep file never synced")
+        assert (far / "new\nline").read_text() == "nl"
+        assert (far / ("n" * 255)).read_text() == "long name"
+        assert not any((far / n).exists() for n in ("fifo", "sock", "null"))
+
+        (local / "x").unlink()
+        (local / "x").mkdir()
+        (local / "x" / "inner").write_text("now a folder")
+        wait_until(lambda: (far / "x" / "inner").is_file(), 15, message="x never became a dir")
+        _make_deep(local, [*deep[:-1], "later"], b"later")  # watched beyond PATH_MAX too
+        wait_until(lambda: _deep_read(far, [*deep[:-1], "later"]) == b"later", 15)
+        assert engine.failure() is None
+        shown = engine.output.getvalue()
+        assert "Traceback" not in shown
+        for name, kind in (
+            ("fifo", "a named pipe (fifo)"),
+            ("sock", "a socket"),
+            ("null", "a device file"),
+        ):
+            assert shown.count(f"warning: {name}: skipped: {kind} is never synced") == 1, shown
+    finally:
+        sock.close()
+        engine.stop()
