@@ -43,13 +43,20 @@ def _changed(rep: Replica, path: RelPath, read: Entry) -> bool:
 
 class LocalSourceFile:
     def __init__(
-        self, path: RelPath, entry: Entry, content: bytes | None, handle: Any, rep: Replica
+        self,
+        path: RelPath,
+        entry: Entry,
+        content: bytes | None,
+        handle: Any,
+        rep: Replica,
+        problems: list[Problem] | None = None,
     ):
         self.path = path
         self.entry = entry
         self._content = content
         self._handle = handle
         self._rep = rep
+        self._problems = problems if problems is not None else []
         self.changed = False
 
     async def chunks(self) -> AsyncIterator[bytes]:
@@ -60,7 +67,12 @@ class LocalSourceFile:
             return
         try:
             while True:
-                data = await asyncio.to_thread(self._handle.read, self.chunk_size)
+                try:
+                    data = await asyncio.to_thread(self._handle.read, self.chunk_size)
+                except OSError as exc:  # EIO mid-file: the target drops the partial copy
+                    self._problems.append(Problem(self.path, f"cannot read: {exc.strerror}"))
+                    self.changed = True
+                    return
                 if not data:
                     break
                 yield data
@@ -176,11 +188,11 @@ class LocalEndpoint:
         entry, handle = opened
         if entry.size <= self.chunk_size:
             with handle:
-                content = handle.read()
+                content = handle.read()  # OSError: a read problem (see _open_batch)
             source = LocalSourceFile(path, entry, content, None, rep)
             source.changed = _changed(rep, path, entry)
             return source
-        source = LocalSourceFile(path, entry, None, handle, rep)
+        source = LocalSourceFile(path, entry, None, handle, rep, self.read_problems)
         source.chunk_size = self.chunk_size
         return source
 
