@@ -31,7 +31,14 @@ from podsync.core.paths import (
 )
 from podsync.errors import SafetyHalt
 from podsync.replica import fsops
-from podsync.replica.scan import Prune, Scanner, link_target_ok, name_problem, os_reason
+from podsync.replica.scan import (
+    Prune,
+    Scanner,
+    link_target_ok,
+    name_problem,
+    os_reason,
+    remove_temps,
+)
 from podsync.replica.trash import Trash
 from podsync.replica.writer import FileWriter, file_mode
 
@@ -72,10 +79,8 @@ class Replica:
         self.trash_rel = self._inside_root(trash_dir) if trash_dir else None
         #: Human-readable notes about skipped paths; the caller drains (logs and clears) it.
         self.warnings: List[str] = []
-        #: Paths the last scan could not read: directories that could not be listed (their
-        #: contents are unknown, not gone) and entries that could not be lstat'ed or
-        #: readlink'ed (their state is unknown; they are absent from the snapshot). Whoever
-        #: compares snapshots must keep what it knew at and below these paths.
+        #: Paths the last scan could not read (unlistable directories, entries that could
+        #: not be lstat'ed): unknown, not gone; keep what was known there (keep_unknown).
         self.unreadable: List[RelPath] = []
         self._warned: Set[Tuple[RelPath, str]] = set()
 
@@ -90,8 +95,7 @@ class Replica:
         # Each skipped path is reported once per Replica, not on every rescan.
         if (path, message) not in self._warned:
             self._warned.add((path, message))
-            # Shown text only (the agent sends it as JSON, the engine logs it): undecodable
-            # bytes and control characters escaped, so no consumer can choke on it.
+            # Text to show (sent as JSON, logged): escaped, so no consumer can choke on it.
             self.warnings.append(printable(f"{path}: {message}"))
 
     # ----------------------------------------------------------------- reading
@@ -390,33 +394,11 @@ class Replica:
 
     def cleanup_temps(self) -> int:
         """Remove temp files a crashed run left behind (call before syncing starts)."""
-        removed = 0
         root_fd = fsops.open_root(self.root)
-        errors: List[Tuple[RelPath, OSError]] = []
         try:
-            for fd, rel, entries, descend in fsops.walk(root_fd, RelPath(""), errors):
-                for de in entries:
-                    path = RelPath(f"{rel}/{de.name}" if rel else de.name)
-                    if de.name.startswith(self.temp_prefix):
-                        if not de.is_dir(follow_symlinks=False):
-                            removed += _unlink_quietly(fd, de.name)
-                    elif (
-                        de.is_dir(follow_symlinks=False)
-                        and path != self.trash_rel
-                        and not self.prune(path, True)
-                    ):
-                        descend.append(de.name)
+            return remove_temps(root_fd, self.temp_prefix, self.trash_rel, self.prune)
         finally:
             os.close(root_fd)
-        return removed
-
-
-def _unlink_quietly(dir_fd: int, name: str) -> int:
-    try:
-        os.unlink(name, dir_fd=dir_fd)
-        return 1
-    except OSError:
-        return 0
 
 
 def _reason(exc: Union[OSError, fsops.Refused]) -> str:

@@ -220,3 +220,28 @@ class Scanner:
                 self.tree(sub_fd, path)
             finally:
                 os.close(sub_fd)
+
+
+def remove_temps(root_fd: int, temp_prefix: str, skip: Optional[RelPath], prune: Prune) -> int:
+    """Unlink the temp files (``temp_prefix``*) a crashed run left anywhere below the root,
+    except in pruned directories and ``skip`` (the trash); returns how many went."""
+    removed = 0
+    errors: List[Tuple[RelPath, OSError]] = []
+    for fd, rel, entries, descend in fsops.walk(root_fd, RelPath(""), errors):
+        for de in entries:
+            path = RelPath(f"{rel}/{de.name}" if rel else de.name)
+            is_dir = de.is_dir(follow_symlinks=False)
+            if de.name.startswith(temp_prefix):
+                if not is_dir:
+                    removed += _unlink_quietly(fd, de.name)
+            elif is_dir and path != skip and not prune(path, True):
+                descend.append(de.name)
+    return removed
+
+
+def _unlink_quietly(dir_fd: int, name: str) -> int:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+        return 1
+    except OSError:
+        return 0
