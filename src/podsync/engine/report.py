@@ -144,8 +144,10 @@ class Progress:
             )
             from rich.progress import Progress as RichProgress
 
+            # Plain text: "[name]" would be read as rich markup (and "{" as a format field).
+            label = printable(name).replace("{", "{{").replace("}", "}}")
             self._bar = RichProgress(
-                TextColumn(f"[{name}] initial sync"),
+                TextColumn(f"[{label}] initial sync", markup=False),
                 BarColumn(),
                 TextColumn("{task.fields[files]}"),
                 DownloadColumn(binary_units=True),

@@ -90,3 +90,19 @@ def test_list_sync_shows_config_values_literally(tmp_path: Path) -> None:
     out = io.StringIO()
     list_sync(cfg, RichConsole(file=out, width=400, color_system=None))
     assert "[red]x\\x1b" in out.getvalue()
+
+
+def test_progress_bar_shows_the_sync_name_literally() -> None:
+    """On a terminal the bar's label is "[name] initial sync": not rich markup (which ate
+    "[name]"), not a format string (a "{" in the name)."""
+    from podsync.engine.report import Progress
+
+    console = Console(verbose=False, stream=io.StringIO())
+    console.tty = True
+    bar = Progress(console, "web{0}\udcff", files=2, nbytes=10)
+    try:
+        assert bar._bar is not None
+        label = bar._bar.columns[0].render(bar._bar.tasks[0])
+        assert label.plain == "[web{0}\\xff] initial sync"
+    finally:
+        bar.finish()
