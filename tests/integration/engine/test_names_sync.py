@@ -4,9 +4,9 @@ agent as a local subprocess, local target).
 - Non-UTF-8 names and link targets are synced byte-exact both ways (needs the wire to carry
   surrogate-escaped strings: "proto"'s change in wire/ and agent/).
 - A local folder that becomes unreadable is *unknown*, not emptied: nothing in the
-  container is deleted, in the watch phase or after a reconnect. EACCES as root without
-  FUSE: the engine runs in a forked child that dropped root's override capabilities
-  (``tests.support.privileges``), and the agent it starts inherits that.
+  container is deleted, in the watch phase, after a reconnect or after a restart. EACCES
+  as root without FUSE: the engine runs in a forked child that dropped root's override
+  capabilities (``tests.support.privileges``), and the agent it starts inherits that.
 """
 
 from __future__ import annotations
@@ -114,7 +114,11 @@ def _unreadable_scenario(local: Path, far: Path) -> dict[str, object]:
             message="no warning about the unreadable folder",
         )
         (local / "z").write_text("a later change")
-        wait_until(lambda: (far / "z").exists(), 15, message="later change never synced")
+        wait_until(
+            lambda: (far / "z").exists() and not engine.session._held,
+            15,
+            message="later change never synced, or deletions still held",
+        )
         after_watch = sorted(os.listdir(far / "d"))
 
         old = set(agent_pids(far))
@@ -122,8 +126,16 @@ def _unreadable_scenario(local: Path, far: Path) -> dict[str, object]:
             os.kill(pid, 9)
         wait_until(lambda: bool(set(agent_pids(far)) - old) and engine.watching(), 40)
         (local / "z2").write_text("after the reconnect")
-        wait_until(lambda: (far / "z2").exists(), 15, message="no sync after reconnect")
+        wait_until(lambda: (far / "z2").exists() and not engine.session._held, 15)
         after_reconnect = sorted(os.listdir(far / "d"))
+
+        first_output = engine.output.getvalue()
+        engine.stop()  # a new run resumes from the saved state, d still unreadable
+        engine = EngineThread(local_spec(local, far))
+        wait_until(engine.watching, 30, message="never watching after the restart")
+        (local / "z3").write_text("after the restart")
+        wait_until(lambda: (far / "z3").exists() and not engine.session._held, 15)
+        after_restart = sorted(os.listdir(far / "d"))
 
         (local / "d").chmod(0o755)
         (local / "d" / "c").write_text("readable again")
@@ -131,9 +143,10 @@ def _unreadable_scenario(local: Path, far: Path) -> dict[str, object]:
         return {
             "after_watch": after_watch,
             "after_reconnect": after_reconnect,
+            "after_restart": after_restart,
             "end": sorted(os.listdir(far / "d")),
             "failure": engine.failure(),
-            "output": engine.output.getvalue(),
+            "output": first_output + engine.output.getvalue(),
         }
     finally:
         if (local / "d").exists():
@@ -155,6 +168,7 @@ def test_an_unreadable_local_folder_is_unknown_not_deleted(tmp_path: Path) -> No
     assert seen["failure"] is None, output
     assert seen["after_watch"] == ["a", "b"], output
     assert seen["after_reconnect"] == ["a", "b"], output
+    assert seen["after_restart"] == ["a", "b"], output
     assert seen["end"] == ["a", "b", "c"], output
     assert "Traceback" not in output
 
@@ -253,7 +267,11 @@ def _far_unreadable_scenario(local: Path, far: Path) -> dict[str, object]:
         wait_until(lambda: (local / "d" / "a").exists() and (local / "d" / "b").exists(), 15)
         (far / "d").chmod(0o000)
         (far / "z").write_text("a later change")
-        wait_until(lambda: (local / "z").exists(), 15, message="later change never synced")
+        wait_until(
+            lambda: (local / "z").exists() and not engine.session._held,
+            15,
+            message="later change never synced, or deletions still held",
+        )
         return {
             "after": sorted(os.listdir(local / "d")),
             "failure": engine.failure(),
