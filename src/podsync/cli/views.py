@@ -1,7 +1,11 @@
 """Terminal output of ``list sync`` and ``status sync``.
 
 Owns: how configured and running syncs look (rich tables, JSON). May import: rich,
-podsync.config.models, podsync.engine.status.
+podsync.core, podsync.config.models, podsync.engine.status.
+
+Table cells are plain ``Text`` built with ``core.paths.printable``: values come from the
+config or the status file (paths, messages naming files), and neither a control character,
+an undecodable byte nor a ``[tag]`` in them may break or restyle the output.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from podsync.core.paths import printable
 from podsync.engine.status import StatusFile, SyncStatus
 
 if TYPE_CHECKING:
@@ -41,7 +47,7 @@ def list_sync(cfg: ProjectConfig, console: Console) -> None:
     """One row per dev.sync entry, or a hint when there is none."""
     if not cfg.sync:
         console.print(
-            f"No sync paths are configured in {cfg.display}; add one with "
+            f"No sync paths are configured in {printable(cfg.display)}; add one with "
             "`podsync add sync --local=PATH --container=PATH`.",
             soft_wrap=True,
             markup=False,
@@ -55,13 +61,20 @@ def list_sync(cfg: ProjectConfig, console: Console) -> None:
     table.add_column("Excludes", overflow="fold", min_width=14)
     for index, entry in enumerate(cfg.sync):
         table.add_row(
-            str(index),
-            selector_text(entry),
-            entry.local_sub_path,
-            entry.container_path or "(WORKDIR)",
-            excludes_text(entry),
+            *cells(
+                str(index),
+                selector_text(entry),
+                entry.local_sub_path,
+                entry.container_path or "(WORKDIR)",
+                excludes_text(entry),
+            )
         )
     console.print(table)
+
+
+def cells(*values: str) -> list[Text]:
+    """Table cells shown as written: escaped per line, never read as rich markup."""
+    return [Text("\n".join(printable(line) for line in value.split("\n"))) for value in values]
 
 
 def human_bytes(count: int) -> str:
@@ -104,7 +117,8 @@ def totals_text(sync: SyncStatus) -> str:
 def show_status(status: StatusFile | None, folder: Path, console: Console) -> None:
     if status is None:
         console.print(
-            f"No sync is running in {folder} (start one with `podsync dev` or `podsync sync`).",
+            f"No sync is running in {printable(str(folder))} (start one with `podsync dev` or "
+            "`podsync sync`).",
             markup=False,
             highlight=False,
             soft_wrap=True,
@@ -115,12 +129,14 @@ def show_status(status: StatusFile | None, folder: Path, console: Console) -> No
         table.add_column(column, overflow="fold")
     for sync in status.syncs:
         table.add_row(
-            sync.name,
-            f"{sync.local} ↔ {sync.remote}",
-            state_text(sync),
-            str(sync.conflicts),
-            activity_text(sync),
-            totals_text(sync),
+            *cells(
+                sync.name,
+                f"{sync.local} ↔ {sync.remote}",
+                state_text(sync),
+                str(sync.conflicts),
+                activity_text(sync),
+                totals_text(sync),
+            )
         )
     console.print(table)
 

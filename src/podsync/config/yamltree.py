@@ -3,7 +3,8 @@
 Owns: parsing text with ruamel.yaml's round-trip loader, translating its errors into one-line
 :class:`ConfigError`, locating a node by option path (1-based line/column), rendering option
 paths (``dev.sync[0].labelSelector``) and converting the tree to plain Python values for
-validation. May import: ruamel.yaml, podsync.errors, the standard library.
+validation. May import: ruamel.yaml, podsync.config.bounds, podsync.errors, the standard
+library.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ruamel.yaml.scalarbool import ScalarBoolean
 from ruamel.yaml.scalarfloat import ScalarFloat
 from ruamel.yaml.scalarint import ScalarInt
 
+from podsync.config.bounds import check_bounds
 from podsync.errors import ConfigError
 
 Loc = Sequence[str | int]
@@ -36,9 +38,13 @@ def display_name(path: Path) -> str:
 
 
 def parse_text(text: str, display: str) -> Any:
-    """Parse ``text`` with the round-trip loader; YAML errors become one-line ConfigErrors."""
+    """Parse ``text`` with the round-trip loader; YAML errors become one-line ConfigErrors.
+    The text is checked against ``config.bounds`` first (size, alias expansion, depth)."""
     try:
+        check_bounds(text, display)
         return YAML(typ="rt").load(text)
+    except ConfigError:
+        raise
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)

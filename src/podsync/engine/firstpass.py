@@ -20,7 +20,7 @@ from typing import Any
 from podsync.core.entry import Snapshot
 from podsync.core.excludes import Rules
 from podsync.core.initial import InitialResult, plan_initial_sync
-from podsync.core.paths import RelPath
+from podsync.core.paths import RelPath, keep_unknown
 from podsync.core.plan import Ancestor, Plan
 from podsync.core.reconcile import detect_mass_deletion, reconcile
 from podsync.core.resume import plan_resume
@@ -74,6 +74,7 @@ class FirstPass:
         """The spec's initial sync, or a resume (from the state saved by an earlier run, or
         from the last agreed state of this process after a reconnect)."""
         started = time.monotonic()
+        before = (self.L, self.R)
         self.L, self.R = await asyncio.gather(local.scan(), remote.scan())
         scanned = time.monotonic()
         granularity = max(local.mtime_granularity_ns, remote.mtime_granularity_ns)
@@ -88,6 +89,7 @@ class FirstPass:
             )
             self.ancestor.clear()
         self._fsid, self._local_id = fsid, local_id
+        self._keep_unknown(local, remote, before)
         if self.ancestor and detect_mass_deletion(self.ancestor, self.R, self.rules):
             self.say("the container side looks new or emptied: initial sync with local authority")
             self.ancestor.clear()
@@ -145,6 +147,22 @@ class FirstPass:
         self._save_now()
         self.state("watching" if self.options.watch else "stopped", progress=None)
         self.on_upload.release()  # commands wait for the first pass, then run once
+
+    def _keep_unknown(self, local: Any, remote: Any, before: tuple[Snapshot, Snapshot]) -> None:
+        """What a scan could not read is unknown, not gone: keep what was known there (this
+        process's previous scan, else the last agreed state, e.g. saved by an earlier run)."""
+        for fresh, endpoint, previous, is_local in (
+            (self.L, local, before[0], True),
+            (self.R, remote, before[1], False),
+        ):
+            unknown = getattr(endpoint, "unreadable", ())
+            if unknown:
+                known = previous or {
+                    path: entry
+                    for path, record in self.ancestor.items()
+                    if (entry := record.local if is_local else record.remote) is not None
+                }
+                keep_unknown(fresh, known, unknown)
 
     def _adopt_saved(self, fsid: str | None, local_id: tuple[int, int] | None) -> None:
         """Take the state an earlier run saved, when it describes these two folders."""

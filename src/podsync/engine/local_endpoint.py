@@ -31,15 +31,32 @@ READ_BATCH_FILES = 128
 READ_BATCH_BYTES = 4 * 1024 * 1024
 
 
+def _changed(rep: Replica, path: RelPath, read: Entry) -> bool:
+    """Whether ``path`` no longer is what was just read (then the copy is not sent as is);
+    a path that cannot be looked at any more counts as changed."""
+    try:
+        now = rep.entry(path)
+    except OSError:
+        return True
+    return now is None or not now.same_content(read)
+
+
 class LocalSourceFile:
     def __init__(
-        self, path: RelPath, entry: Entry, content: bytes | None, handle: Any, rep: Replica
+        self,
+        path: RelPath,
+        entry: Entry,
+        content: bytes | None,
+        handle: Any,
+        rep: Replica,
+        problems: list[Problem] | None = None,
     ):
         self.path = path
         self.entry = entry
         self._content = content
         self._handle = handle
         self._rep = rep
+        self._problems = problems if problems is not None else []
         self.changed = False
 
     async def chunks(self) -> AsyncIterator[bytes]:
@@ -50,12 +67,16 @@ class LocalSourceFile:
             return
         try:
             while True:
-                data = await asyncio.to_thread(self._handle.read, self.chunk_size)
+                try:
+                    data = await asyncio.to_thread(self._handle.read, self.chunk_size)
+                except OSError as exc:  # EIO mid-file: the target drops the partial copy
+                    self._problems.append(Problem(self.path, f"cannot read: {exc.strerror}"))
+                    self.changed = True
+                    return
                 if not data:
                     break
                 yield data
-            now = await asyncio.to_thread(self._rep.entry, self.path)
-            self.changed = now is None or not now.same_content(self.entry)
+            self.changed = await asyncio.to_thread(_changed, self._rep, self.path, self.entry)
         finally:
             self._handle.close()
 
@@ -88,6 +109,9 @@ class LocalEndpoint:
         self._watcher: Any = None
         self._stop = threading.Event()
         self.read_problems: list[Problem] = []
+        #: Paths the last scan could not read (``Replica.unreadable``): their state is
+        #: unknown, so the engine keeps what it knew there (``core.paths.keep_unknown``).
+        self.unreadable: list[RelPath] = []
         self.chunk_size = CHUNK_BYTES
 
     async def start(self, watch: bool) -> None:
@@ -138,6 +162,7 @@ class LocalEndpoint:
     # -- observe ------------------------------------------------------------------------
     async def scan(self, under: Sequence[RelPath] = ()) -> Snapshot:
         snapshot = await asyncio.to_thread(self._replica.scan, list(under))
+        self.unreadable = list(self._replica.unreadable)
         self._drain_warnings()
         return snapshot
 
@@ -163,12 +188,11 @@ class LocalEndpoint:
         entry, handle = opened
         if entry.size <= self.chunk_size:
             with handle:
-                content = handle.read()
-            now = rep.entry(path)
+                content = handle.read()  # OSError: a read problem (see _open_batch)
             source = LocalSourceFile(path, entry, content, None, rep)
-            source.changed = now is None or not now.same_content(entry)
+            source.changed = _changed(rep, path, entry)
             return source
-        source = LocalSourceFile(path, entry, None, handle, rep)
+        source = LocalSourceFile(path, entry, None, handle, rep, self.read_problems)
         source.chunk_size = self.chunk_size
         return source
 

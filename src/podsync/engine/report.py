@@ -2,7 +2,12 @@
 
 Owns: ``.devspace/logs/sync.log`` lines, the status board behind ``podsync status sync`` and
 the initial-sync progress display. May import: the standard library, rich,
-``podsync.engine.status``.
+``podsync.core``, ``podsync.engine.status``.
+
+Everything shown goes through ``core.paths.printable`` here, at the last step: messages carry
+paths as they are on disk (a non-UTF-8 name is a ``str`` with surrogate escapes, a name may
+hold a newline or a terminal escape), and no sink may choke on them or be split or styled by
+them. The data path keeps the exact names; only the text shown is escaped.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from podsync.core.paths import printable
 from podsync.core.plan import format_size
 from podsync.engine.status import StatusFile, SyncStatus, status_path, write_status
 
@@ -37,8 +43,9 @@ class SyncLog:
         with self._lock:
             if self._handle is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._handle = self.path.open("a", encoding="utf-8")
-            self._handle.write(f"{now_iso()} {level:<5} [{name}] {message}\n")
+                self._handle = self.path.open("a", encoding="utf-8", errors="backslashreplace")
+            line = printable(f"{level:<5} [{name}] {message}")
+            self._handle.write(f"{now_iso()} {line}\n")
             self._handle.flush()
 
     def close(self) -> None:
@@ -70,10 +77,12 @@ class StatusBoard:
     def flush(self) -> None:
         self._last_write = time.monotonic()
         self._dirty = False
+        rows = [_shown(row) for row in self.rows.values()]
         try:
-            write_status(self.path, StatusFile(os.getpid(), now_iso(), list(self.rows.values())))
+            write_status(self.path, StatusFile(os.getpid(), now_iso(), rows))
         except OSError as exc:  # status is a convenience; never fail a sync for it
-            print(f"podsync: cannot write {self.path}: {exc.strerror}", file=sys.stderr)
+            shown = printable(f"podsync: cannot write {self.path}: {exc.strerror}")
+            print(shown, file=sys.stderr)
 
     def flush_if_dirty(self) -> None:
         if self._dirty:
@@ -82,6 +91,16 @@ class StatusBoard:
     def remove_file(self) -> None:
         with contextlib.suppress(OSError):
             self.path.unlink()
+
+
+def _shown(row: SyncStatus) -> SyncStatus:
+    """A copy of ``row`` with every text field printable (the board keeps the exact text)."""
+    changes: dict[str, Any] = {
+        f.name: printable(value)
+        for f in dataclasses.fields(row)
+        if isinstance(value := getattr(row, f.name), str) and not value.isprintable()
+    }
+    return dataclasses.replace(row, **changes) if changes else row
 
 
 class Console:
@@ -94,6 +113,8 @@ class Console:
         self._lock = threading.Lock()
 
     def line(self, text: str) -> None:
+        """Write ``text`` as exactly one line (escaped by ``printable``)."""
+        text = printable(text)
         with self._lock:
             self.stream.write(text + "\n")
             self.stream.flush()
@@ -123,8 +144,10 @@ class Progress:
             )
             from rich.progress import Progress as RichProgress
 
+            # Plain text: "[name]" would be read as rich markup (and "{" as a format field).
+            label = printable(name).replace("{", "{{").replace("}", "}}")
             self._bar = RichProgress(
-                TextColumn(f"[{name}] initial sync"),
+                TextColumn(f"[{label}] initial sync", markup=False),
                 BarColumn(),
                 TextColumn("{task.fields[files]}"),
                 DownloadColumn(binary_units=True),

@@ -15,7 +15,7 @@ from typing import Any
 
 from podsync.core.entry import Snapshot
 from podsync.core.excludes import Rules
-from podsync.core.paths import RelPath, is_within, minimal_roots
+from podsync.core.paths import RelPath, is_within, keep_unknown, minimal_roots
 from podsync.core.plan import Ancestor, DeleteLocal, DeleteRemote, Download, Plan, Upload
 from podsync.core.reconcile import detect_mass_deletion, reconcile
 from podsync.engine.executor import Outcome
@@ -204,15 +204,20 @@ class WatchPhase:
         if remote_roots:
             scans.append(remote.scan(remote_roots))
         results = await asyncio.gather(*scans)
+        # What a scan could not read is unknown, not gone: keep what we knew there.
         if local_roots:
             if "" in local_roots:
                 self._check_local_root()
-            if _merge(self.L, local_roots, results.pop(0)) or release:
+            fresh = keep_unknown(results.pop(0), self.L, local.unreadable)
+            if _merge(self.L, local_roots, fresh) or release:
                 # Held deletions stay in the ancestor, so this sees the whole burst so far.
                 problem = detect_mass_deletion(self.ancestor, self.L, self.rules, side="local")
                 if problem:
                     raise SafetyHalt(problem + HALT_HINT)
-        if remote_roots and (_merge(self.R, remote_roots, results.pop(0)) or release):
+        unknown = getattr(remote, "unreadable", ())
+        if remote_roots and (
+            _merge(self.R, remote_roots, keep_unknown(results.pop(0), self.R, unknown)) or release
+        ):
             problem = detect_mass_deletion(self.ancestor, self.R, self.rules)
             if problem:
                 raise SafetyHalt(problem)

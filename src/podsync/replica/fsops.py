@@ -19,7 +19,7 @@ import stat
 from typing import Iterator, List, Optional, Tuple
 
 from podsync.core.entry import DIR, FILE, LINK, Entry
-from podsync.core.paths import RelPath
+from podsync.core.paths import RelPath, printable
 from podsync.errors import SafetyHalt
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -52,8 +52,11 @@ def open_dir_at(dir_fd: int, name: str) -> int:
     try:
         return os.open(name, DIR_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:  # no such name can exist (the peer asked)
+            raise FileNotFoundError(errno.ENOENT, exc.strerror, name) from None
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise Refused(f"'{name}' is a file or a symlink, not a directory") from None
+            shown = printable(name)
+            raise Refused(f"'{shown}' is not a directory (a file or a symlink is there)") from None
         raise
 
 
@@ -84,10 +87,16 @@ def walk_parent(root_fd: int, path: RelPath, create: bool) -> Tuple[int, str]:
 
 
 def lstat_at(dir_fd: int, name: str) -> Optional[os.stat_result]:
+    """lstat ``name``; None when it does not exist (or is too long to exist). Other errors
+    (EACCES: the directory cannot be searched) raise: the path's state is unknown."""
     try:
         return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return None
+        raise
 
 
 def entry_from_stat(st: os.stat_result, dir_fd: int, name: str) -> Optional[Entry]:
@@ -118,7 +127,15 @@ def remove_at(dir_fd: int, name: str) -> None:
     except FileNotFoundError:
         return
     except OSError as exc:
+        # Linux says EISDIR for a directory; POSIX allows EPERM, which also means "not
+        # allowed" (sticky directory, immutable file): only a real directory is emptied,
+        # anything else keeps its own error (not "is not a directory").
         if exc.errno not in (errno.EISDIR, errno.EPERM):
+            raise
+        st = lstat_at(dir_fd, name)
+        if st is None:
+            return
+        if not stat.S_ISDIR(st.st_mode):
             raise
     fd = open_dir_at(dir_fd, name)
     try:

@@ -20,10 +20,25 @@ import stat
 from typing import BinaryIO, List, Optional, Sequence, Set, Tuple, Union
 
 from podsync.core.entry import ANY, DIR, FILE, LINK, Entry, Expect, Problem, Snapshot
-from podsync.core.paths import RelPath, ancestors, basename, is_within, minimal_roots
+from podsync.core.paths import (
+    RelPath,
+    ancestors,
+    basename,
+    canonical,
+    is_within,
+    minimal_roots,
+    printable,
+)
 from podsync.errors import SafetyHalt
 from podsync.replica import fsops
-from podsync.replica.scan import Prune, Scanner, link_target_ok, name_problem
+from podsync.replica.scan import (
+    Prune,
+    Scanner,
+    link_target_ok,
+    name_problem,
+    os_reason,
+    remove_temps,
+)
 from podsync.replica.trash import Trash
 from podsync.replica.writer import FileWriter, file_mode
 
@@ -64,7 +79,8 @@ class Replica:
         self.trash_rel = self._inside_root(trash_dir) if trash_dir else None
         #: Human-readable notes about skipped paths; the caller drains (logs and clears) it.
         self.warnings: List[str] = []
-        #: Directories the last scan could not read: their contents are unknown, not gone.
+        #: Paths the last scan could not read (unlistable directories, entries that could
+        #: not be lstat'ed): unknown, not gone; keep what was known there (keep_unknown).
         self.unreadable: List[RelPath] = []
         self._warned: Set[Tuple[RelPath, str]] = set()
 
@@ -79,7 +95,8 @@ class Replica:
         # Each skipped path is reported once per Replica, not on every rescan.
         if (path, message) not in self._warned:
             self._warned.add((path, message))
-            self.warnings.append(f"{path}: {message}")
+            # Text to show (sent as JSON, logged): escaped, so no consumer can choke on it.
+            self.warnings.append(printable(f"{path}: {message}"))
 
     # ----------------------------------------------------------------- reading
 
@@ -96,9 +113,9 @@ class Replica:
             self._check_root_still(root_fd)
         finally:
             os.close(root_fd)
-        self.unreadable = [p for p, _ in scanner.errors]
+        self.unreadable = [p for p, _ in scanner.errors] + [p for p, _ in scanner.unknown]
         for p, exc in scanner.errors:
-            self._warn(p, f"could not be read ({exc.strerror}); its contents are left alone")
+            self._warn(p, f"could not be read ({os_reason(exc)}); its contents are left alone")
         return scanner.out
 
     def _check_root_still(self, root_fd: int) -> None:
@@ -112,7 +129,9 @@ class Replica:
             raise SafetyHalt(f"the sync folder {self.root} vanished or was replaced during a scan")
 
     def entry(self, path: RelPath) -> Optional[Entry]:
-        """What is at ``path`` now (lstat; a symlink is reported as a link, never followed)."""
+        """What is at ``path`` now (lstat; a symlink is reported as a link, never followed).
+        None when nothing is there; OSError when it cannot be looked at (permission denied
+        on a parent, I/O error): that is not "gone"."""
         root_fd = fsops.open_root(self.root)
         if path == "":
             os.close(root_fd)
@@ -136,8 +155,8 @@ class Replica:
         root_fd = fsops.open_root(self.root)
         try:
             dir_fd, name = fsops.walk_parent(root_fd, path, create=False)
-        except (FileNotFoundError, fsops.Refused):
-            return None
+        except (OSError, fsops.Refused):
+            return None  # gone, or a parent is no directory or cannot be searched
         finally:
             os.close(root_fd)
         try:
@@ -159,9 +178,12 @@ class Replica:
         if opened is None:
             return None
         h = hashlib.sha256()
-        with opened[1] as f:
-            for chunk in iter(lambda: f.read(DIGEST_CHUNK), b""):
-                h.update(chunk)
+        try:
+            with opened[1] as f:
+                for chunk in iter(lambda: f.read(DIGEST_CHUNK), b""):
+                    h.update(chunk)
+        except OSError:  # EIO mid-file: no digest, so the planner does not call it equal
+            return None
         return h.hexdigest()
 
     # ----------------------------------------------------------------- writing
@@ -171,6 +193,8 @@ class Replica:
         is not known yet, so the path's own exclusion is checked later."""
         if path == "":
             return "the sync folder itself cannot be replaced or removed"
+        if not canonical(path):  # relpath() refuses these at the edge; never reach os here
+            return "the name is not a canonical file name"
         for part in path.split("/"):
             if part.startswith(self.temp_prefix):
                 return "the name is reserved for podsync's temporary files"
@@ -370,33 +394,11 @@ class Replica:
 
     def cleanup_temps(self) -> int:
         """Remove temp files a crashed run left behind (call before syncing starts)."""
-        removed = 0
         root_fd = fsops.open_root(self.root)
-        errors: List[Tuple[RelPath, OSError]] = []
         try:
-            for fd, rel, entries, descend in fsops.walk(root_fd, RelPath(""), errors):
-                for de in entries:
-                    path = RelPath(f"{rel}/{de.name}" if rel else de.name)
-                    if de.name.startswith(self.temp_prefix):
-                        if not de.is_dir(follow_symlinks=False):
-                            removed += _unlink_quietly(fd, de.name)
-                    elif (
-                        de.is_dir(follow_symlinks=False)
-                        and path != self.trash_rel
-                        and not self.prune(path, True)
-                    ):
-                        descend.append(de.name)
+            return remove_temps(root_fd, self.temp_prefix, self.trash_rel, self.prune)
         finally:
             os.close(root_fd)
-        return removed
-
-
-def _unlink_quietly(dir_fd: int, name: str) -> int:
-    try:
-        os.unlink(name, dir_fd=dir_fd)
-        return 1
-    except OSError:
-        return 0
 
 
 def _reason(exc: Union[OSError, fsops.Refused]) -> str:

@@ -15,17 +15,19 @@ be waited on from a background thread and closed from another.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import select
 import threading
 import time
-from typing import TYPE_CHECKING, Dict, List, Optional, Set, Union
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Set, Union
 
 from podsync.core.entry import Snapshot
 from podsync.core.paths import RelPath, is_within
 from podsync.errors import SafetyHalt
 from podsync.limits import POLL_INTERVAL_SECONDS
+from podsync.replica import fsops
 from podsync.replica.replica import Replica
 from podsync.replica.scan import Prune, name_problem
 
@@ -167,30 +169,33 @@ class Watcher:
         """Watch ``top`` and every non-pruned directory below it. Each directory is watched
         before it is listed, so a subdirectory created meanwhile is either listed or
         reported. Raises OSError(ENOSPC) when the watch limit is hit."""
-        ino = self._ino
-        assert ino is not None
         stack = [top]
         while stack:
             rel = stack.pop()
-            path = os.path.join(self.root, rel) if rel else self.root
             try:
-                wd = ino.add_watch(path)
-            except OSError as exc:
-                if exc.errno in (errno.ENOSPC, errno.ENOMEM):
+                with _dir_path(self.root, rel) as path:
+                    self._add_dir(rel, path, stack)
+            except (OSError, fsops.Refused, SafetyHalt) as exc:
+                if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.ENOMEM):
                     raise
                 continue  # vanished, not a directory (any more), or unreadable
-            old = self._wd_path.get(wd)
-            if old is not None and old != rel:
-                self._path_wd.pop(old, None)
-            self._wd_path[wd] = rel
-            self._path_wd[rel] = wd
-            try:
-                with os.scandir(path) as it:
-                    for de in it:
-                        if de.is_dir(follow_symlinks=False) and self._wanted(rel, de.name, True):
-                            stack.append(RelPath(f"{rel}/{de.name}" if rel else de.name))
-            except OSError:
-                continue
+
+    def _add_dir(self, rel: RelPath, path: str, stack: List[RelPath]) -> None:
+        ino = self._ino
+        assert ino is not None
+        wd = ino.add_watch(path)
+        old = self._wd_path.get(wd)
+        if old is not None and old != rel:
+            self._path_wd.pop(old, None)
+        self._wd_path[wd] = rel
+        self._path_wd[rel] = wd
+        try:
+            with os.scandir(path) as it:
+                for de in it:
+                    if de.is_dir(follow_symlinks=False) and self._wanted(rel, de.name, True):
+                        stack.append(RelPath(f"{rel}/{de.name}" if rel else de.name))
+        except OSError:
+            return  # unreadable: watched, its content is not
 
     def _wanted(self, parent: RelPath, name: str, is_dir: bool) -> bool:
         if name.startswith(self.temp_prefix) or name_problem(name):
@@ -294,6 +299,35 @@ class Watcher:
                 self._poller.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
+
+
+#: Paths at least this long (bytes) are out of reach of path-based calls (PATH_MAX 4096).
+LONG_PATH = 4000
+
+
+@contextlib.contextmanager
+def _dir_path(root: str, rel: RelPath) -> Iterator[str]:
+    """A path naming directory ``rel`` for inotify_add_watch and scandir. Beyond PATH_MAX
+    (a tree nested deep enough) the directory is opened component by component from the
+    root (as the replica does) and named ``/proc/self/fd/N/.``: the kernel follows the fd
+    link, and the final ``.`` is a directory, so IN_DONT_FOLLOW does not stop it."""
+    path = os.path.join(root, rel) if rel else root
+    if len(os.fsencode(path)) < LONG_PATH:
+        yield path
+        return
+    root_fd = fsops.open_root(root)
+    try:
+        parent_fd, name = fsops.walk_parent(root_fd, rel, create=False)
+    finally:
+        os.close(root_fd)
+    try:
+        fd = fsops.open_dir_at(parent_fd, name)
+    finally:
+        os.close(parent_fd)
+    try:
+        yield f"/proc/self/fd/{fd}/."
+    finally:
+        os.close(fd)
 
 
 def make_watcher(
