@@ -38,7 +38,10 @@ def handshake_bytes(version: int = VERSION) -> bytes:
 
 def encode(header: Header, body: bytes = b"") -> bytes:
     """One frame as bytes."""
-    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    # surrogateescape: file names that are not UTF-8 travel byte-exact (core.paths).
+    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8", "surrogateescape"
+    )
     return _LENGTHS.pack(len(raw), len(body)) + raw + body
 
 
@@ -132,7 +135,7 @@ class Decoder:
 
 def _parse_header(raw: bytes, peer: str) -> Header:
     try:
-        header = json.loads(raw.decode("utf-8"))
+        header = json.loads(raw.decode("utf-8", "surrogateescape"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(f"{peer} sent a frame header that is not JSON: {exc}") from None
     if not isinstance(header, dict) or not isinstance(header.get("t"), str):

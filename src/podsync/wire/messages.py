@@ -18,7 +18,7 @@ import zlib
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from podsync.core.entry import ANY, DIR, FILE, LINK, Entry, Expect, Problem, Snapshot, new_entry
-from podsync.core.paths import RelPath, relpath
+from podsync.core.paths import RelPath, canonical, relpath
 from podsync.errors import ProtocolError
 
 #: Listings above this many bytes are compressed (they are JSON and shrink ~8x).
@@ -45,7 +45,8 @@ def encode_listing(snapshot: Snapshot) -> Tuple[bytes, bool]:
             [e.target for e in entries if e.kind == LINK],
         ],
         separators=(",", ":"),
-    ).encode("utf-8")
+        ensure_ascii=False,
+    ).encode("utf-8", "surrogateescape")
     if len(raw) > COMPRESS_LISTING_ABOVE:
         return zlib.compress(raw, 1), True
     return raw, False
@@ -59,7 +60,7 @@ def decode_listing(body: bytes, compressed: bool) -> Snapshot:
     every path passes the :func:`relpath` rules, every entry the ``Entry.from_wire`` rules)."""
     try:
         raw = zlib.decompress(body) if compressed else body
-        cols = json.loads(raw.decode("utf-8"))
+        cols = json.loads(raw.decode("utf-8", "surrogateescape"))
     except (zlib.error, UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(f"malformed listing: {exc}") from None
     if not isinstance(cols, list) or len(cols) != 6:
@@ -112,6 +113,7 @@ def _check_paths(paths: List[Any]) -> None:
             or "//" in wrapped
             or "/./" in wrapped
             or "/../" in wrapped
+            or not canonical(joined)
         ):
             return
     for item in paths:

@@ -20,8 +20,6 @@ from tests.integration.engine.engine_helpers import EngineThread, agent_pids, lo
 from tests.support.privileges import without_root_override
 from tests.support.wait import wait_until
 
-from podsync.wire import frames
-
 
 def _raw(root: Path, rel: bytes) -> bytes:
     return os.path.join(os.fsencode(root), rel)
@@ -53,20 +51,6 @@ def _read(root: Path, rel: bytes) -> bytes | None:
         return None
 
 
-def _wire_carries_surrogates() -> bool:
-    """Whether the frame encoder takes a surrogate-escaped name ("proto"'s change)."""
-    try:
-        frames.encode({"path": os.fsdecode(b"\xff")}, b"")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-@pytest.mark.xfail(
-    not _wire_carries_surrogates(),
-    reason="needs the wire to carry surrogate-escaped names (proto's change to wire/frames)",
-    run=False,  # it would only wait out its deadline; it runs as soon as the wire can
-)
 def test_non_utf8_names_sync_byte_exact_both_ways(tmp_path: Path) -> None:
     local, far = tmp_path / "local", tmp_path / "far"
     local.mkdir()
