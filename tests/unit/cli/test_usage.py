@@ -187,7 +187,11 @@ def test_status_without_running_sync(cwd: Path, capsys: pytest.CaptureFixture[st
         f"No sync is running in {cwd.resolve()} (start one with `podsync dev` or `podsync sync`).\n"
     )
     assert run_cli(["status", "sync", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"running": False, "syncs": []}
+    assert json.loads(capsys.readouterr().out) == {
+        "running": False,
+        "syncs": [],
+        "unresolved_conflicts": 0,
+    }
 
 
 def _status(pid: int) -> StatusFile:
