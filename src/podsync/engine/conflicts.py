@@ -284,6 +284,11 @@ class ConflictStore:
         """Remember that the user decided about ``record.container`` (see the docstring)."""
         _write_atomically(self.settled_dir / f"{record.key}.json", record.to_json())
 
+    def unsettle(self, record: ConflictRecord) -> None:
+        """Forget a decision that could not be carried out."""
+        with contextlib.suppress(FileNotFoundError):
+            (self.settled_dir / f"{record.key}.json").unlink()
+
     def prune_settled(self, max_age: float = SETTLED_MAX_AGE_SECONDS) -> None:
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             for item in self.settled_dir.iterdir():

@@ -72,12 +72,17 @@ def resolve(
     claim = store.claim(record)
     if claim is None:
         raise ResolveError(f"{record.path}: already resolved (by another podsync?)")
+    if claim.record.in_container:
+        # Before the local file changes: a running sync may upload it within milliseconds,
+        # and must then know that the container version it replaces is no new conflict.
+        store.settle(claim.record)
     try:
         if keep == "container":
             message = _keep_container(claim.record, trash_dir)
         else:
             message = _keep_local(claim.record, trash_dir)
     except BaseException:
+        store.unsettle(claim.record)
         store.give_back(claim)
         raise
     _finish(store, claim, trash_dir, used=keep == "container")
@@ -144,7 +149,7 @@ def _shown(folder: Path) -> str:
 
 def _finish(store: ConflictStore, claim: Claim, trash_dir: Path, used: bool) -> None:
     """The saved copies leave the conflicts folder (the one now in place is dropped, the
-    others go to the trash), the decision is remembered, and the record is gone."""
+    others go to the trash), and the record is gone."""
     record = claim.record
     copies = record.copies()
     for index, copy in enumerate(copies):
@@ -154,8 +159,6 @@ def _finish(store: ConflictStore, claim: Claim, trash_dir: Path, used: bool) -> 
         else:
             _to_trash(copy, record.path, trash_dir)
         _drop_empty_parents(copy.parent, store.folder)
-    if record.in_container:
-        store.settle(record)
     store.finish(claim)
 
 
