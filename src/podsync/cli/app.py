@@ -52,11 +52,27 @@ app = typer.Typer(
     ),
     **COMMON,
 )
-add_app = typer.Typer(help="Add configuration to devspace.yaml.", no_args_is_help=True, **COMMON)
-list_app = typer.Typer(
-    help="List configuration from devspace.yaml.", no_args_is_help=True, **COMMON
+add_app = typer.Typer(
+    help="Add configuration to devspace.yaml.",
+    epilog=examples(
+        "podsync add sync --local=src --container=/app/src",
+        "podsync add sync --local=. --container=/srv -e logs/",
+    ),
+    no_args_is_help=True,
+    **COMMON,
 )
-status_app = typer.Typer(help="Show what running syncs are doing.", no_args_is_help=True, **COMMON)
+list_app = typer.Typer(
+    help="List configuration from devspace.yaml.",
+    epilog=examples("podsync list sync", "podsync list sync --config app/devspace.yaml"),
+    no_args_is_help=True,
+    **COMMON,
+)
+status_app = typer.Typer(
+    help="Show what running syncs are doing.",
+    epilog=examples("podsync status sync", "podsync status sync --json"),
+    no_args_is_help=True,
+    **COMMON,
+)
 app.add_typer(add_app, name="add")
 app.add_typer(list_app, name="list")
 app.add_typer(status_app, name="status")
