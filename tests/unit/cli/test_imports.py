@@ -1,7 +1,7 @@
 """Lazy imports: each command loads only what it needs. The real CLI runs in a subprocess under
 ``python -X importtime`` (every module the process imported is listed on stderr), so this sees
-exactly what a user's ``podsync`` loads. Figures (bench-free, for the note): tests only check
-which modules load, never how long it took."""
+exactly what a user's ``podsync`` loads. These tests check which modules load, never how long
+it took (timings are measured outside the suite)."""
 
 from __future__ import annotations
 
