@@ -133,7 +133,7 @@ def test_watch_conflict_keep_local_when_no_sync_runs(
     assert kept(workdir, target, "f.txt") == {b"local edit\n", b"container edit\n"}  # trash
     assert not list((workdir / ".devspace" / "conflicts").rglob("f.txt"))
 
-    again = start(target, workdir, running, "--no-watch")
+    again = start(target, workdir, running, "--no-watch")  # resumes from the saved state
     assert again.finish() == 0, again.output
     assert target.far.read("f.txt") == b"local edit\n"
     assert (workdir / "f.txt").read_bytes() == b"local edit\n"
@@ -159,7 +159,8 @@ def test_initial_sync_conflict_keep_container_when_no_sync_runs(
     assert (workdir / "page.html").read_bytes() == b"container, newer"
     assert kept(workdir, target, "page.html") == {b"local, older", b"container, newer"}
 
-    again = start(target, workdir, running, "--no-watch")
+    # The spec's initial sync again (no saved state): the resolved file is the newer one.
+    again = start(target, workdir, running, "--no-watch", "--reset-state")
     assert again.finish() == 0, again.output
     assert "conflict:" not in again.output, again.output
     assert target.far.read("page.html") == b"container, newer"
@@ -187,3 +188,25 @@ def test_initial_sync_conflict_keep_local_while_the_sync_runs(
     assert kept(workdir, target, "page.html") == {b"local, older", b"container, newer"}
     assert listed(workdir) == [] and status_count(workdir) == 0
     assert proc.output.count("conflict: page.html") == 1, proc.output
+
+
+def test_initial_sync_conflict_keep_local_when_no_sync_runs_then_resume(
+    target: Target, workdir: Path, running: list[SyncProcess]
+) -> None:
+    initial_conflict(target, workdir)
+    first = start(target, workdir, running, "--no-watch")
+    assert first.finish() == 0, first.output
+    assert len(listed(workdir)) == 1
+
+    done = podsync(workdir, "conflicts", "resolve", "page.html", "--keep", "local")
+    assert done.returncode == 0, done.stderr
+    assert kept(workdir, target, "page.html") == {b"local, older", b"container, newer"}
+
+    # A restart resumes from the saved state: the local file is now a local edit, it wins,
+    # and the container version the user rejected is not raised as a new conflict.
+    again = start(target, workdir, running, "--no-watch")
+    assert again.finish() == 0, again.output
+    assert target.far.read("page.html") == b"local, older"
+    assert "conflict:" not in again.output, again.output
+    assert listed(workdir) == [] and status_count(workdir) == 0
+    assert kept(workdir, target, "page.html") == {b"local, older", b"container, newer"}
