@@ -47,12 +47,14 @@ def _run(command: str, env: dict[str, str]) -> dict[str, object]:
     done = subprocess.run(
         ["bash", "-c", command], cwd=REPO, env=env, capture_output=True, text=True
     )
-    tail = (done.stdout + done.stderr).strip().splitlines()[-3:]
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    tail = lines[-3:]
     print(f"$ {command}\n  exit {done.returncode}: {' | '.join(tail)}", flush=True)
     return {
         "command": command,
         "exit": done.returncode,
         "seconds": round(time.monotonic() - started, 1),
+        "failed": [ln for ln in lines if ln.startswith(("FAILED ", "ERROR "))][:30],
         "tail": tail,
     }
 

@@ -69,6 +69,11 @@ USAGE = [
         'podsync: --ssh: "-oProxyCommand=x" is not a valid [user@]host',
     ),
     (
+        ["sync", "--ssh", "ssh://me@host:99999"],
+        'podsync: --ssh: "ssh://me@host:99999" is not a valid ssh://[user@]host[:port] (port '
+        "'99999' is not a number from 1 to 65535)",
+    ),
+    (
         ["sync", "--pod", "p", "--container-path", "app"],
         'podsync: --container-path: "app" is not an absolute path; write the full container '
         "path, e.g. /app",
