@@ -69,3 +69,15 @@ def test_transport_knows_nothing_of_sync(path: Path) -> None:
         or n in ("podsync.core.plan", "podsync.core.initial", "podsync.core.reconcile")
     }
     assert not sync, f"{path.relative_to(SRC)} imports {sorted(sync)}"
+
+
+@pytest.mark.parametrize("path", modules("config"), ids=lambda p: str(p.relative_to(SRC)))
+def test_config_is_data_and_imports_nothing_from_the_engine(path: Path) -> None:
+    """devspace.yaml in, validated config out: turning it into the engine's SyncSpecs is the
+    CLI's job (cli/specs.py), so config never learns what the engine looks like."""
+    above = {
+        n
+        for n in imports(path)
+        if n.startswith(("podsync.engine", "podsync.cli", "podsync.transport", "podsync.bootstrap"))
+    }
+    assert not above, f"{path.relative_to(SRC)} imports {sorted(above)}"

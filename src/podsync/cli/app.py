@@ -1,8 +1,12 @@
 """The ``podsync`` command line: the only code that prints or exits.
 
 Owns: commands and flags (``sync``, ``dev``, ``add sync``, ``list sync``, ``status sync``,
-``--version``, completion), turning every error into one line on stderr with its exit code.
-May import: everything.
+``conflicts``, ``--version``, completion), their help (plain, so no flag name is ever cut at
+any width; examples in each command's epilog), and turning every error into one line on
+stderr with its exit code. May import: everything, but lazily: a module is imported by the
+command that needs it, so ``podsync --help`` or ``podsync sync --docker`` never load the
+Kubernetes client, the YAML/pydantic config stack or the interactive picker
+(tests/unit/cli/test_imports.py holds that true).
 """
 
 from __future__ import annotations
@@ -14,19 +18,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 
 from podsync import __version__
 from podsync import config as cfgmod
-from podsync.cli import flags as cliflags
-from podsync.cli import views
-from podsync.engine.spec import RunOptions, SyncSpec
-from podsync.engine.status import read_status, status_path
+from podsync.cli import conflicts as conflicts_cli
+from podsync.cli.common import COMMON, ConfigOpt, examples
 from podsync.errors import EXIT_USAGE, ConfigError, PodsyncError
 from podsync.limits import STATE_DIR
 
 if TYPE_CHECKING:
     from podsync.config.models import ProjectConfig
+    from podsync.engine.spec import RunOptions, SyncSpec
 
 EXIT_INTERRUPTED = 130
 
@@ -40,17 +42,41 @@ DEFAULT_CONFIG = Path("devspace.yaml")
 
 app = typer.Typer(
     name="podsync",
-    help="Two-way sync between a local folder and a folder inside a running container.",
     no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Two-way sync between a local folder and a folder inside a running container.",
+    epilog=examples(
+        "podsync sync --docker my-app --container-path /app",
+        "podsync dev",
+        "podsync status sync",
+        "podsync conflicts",
+    ),
+    **COMMON,
 )
-add_app = typer.Typer(help="Add configuration to devspace.yaml.", no_args_is_help=True)
-list_app = typer.Typer(help="List configuration from devspace.yaml.", no_args_is_help=True)
-status_app = typer.Typer(help="Show what running syncs are doing.", no_args_is_help=True)
+add_app = typer.Typer(
+    help="Add configuration to devspace.yaml.",
+    epilog=examples(
+        "podsync add sync --local=src --container=/app/src",
+        "podsync add sync --local=. --container=/srv -e logs/",
+    ),
+    no_args_is_help=True,
+    **COMMON,
+)
+list_app = typer.Typer(
+    help="List configuration from devspace.yaml.",
+    epilog=examples("podsync list sync", "podsync list sync --config app/devspace.yaml"),
+    no_args_is_help=True,
+    **COMMON,
+)
+status_app = typer.Typer(
+    help="Show what running syncs are doing.",
+    epilog=examples("podsync status sync", "podsync status sync --json"),
+    no_args_is_help=True,
+    **COMMON,
+)
 app.add_typer(add_app, name="add")
 app.add_typer(list_app, name="list")
 app.add_typer(status_app, name="status")
+app.add_typer(conflicts_cli.app, name="conflicts")
 
 
 class Agent(StrEnum):
@@ -63,12 +89,6 @@ ResetStateOpt = typer.Option(
     "--reset-state",
     help="Forget what earlier runs agreed on: the spec's initial sync runs again.",
 )
-
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", metavar="FILE", help="devspace.yaml to use (default: ./)."),
-]
 
 
 def _version(value: bool) -> None:
@@ -89,19 +109,28 @@ def _root(
 
 def _run(specs: list[SyncSpec], options: RunOptions, dev: bool = False) -> None:
     # imported here: the engine is heavy and not needed by list/status/add or usage errors
-    from podsync.engine import devmode, runner
+    from podsync.engine import runner
 
     hook = None
-    if dev and options.terminal:
-        hook = devmode.terminal_hook
-    elif dev:
-        hook = devmode.logs_hook
+    if dev:  # log streaming and the terminal (rich, the Kubernetes API) only for `podsync dev`
+        from podsync.engine import devmode
+
+        hook = devmode.terminal_hook if options.terminal else devmode.logs_hook
     code = runner.run(specs, options, after_initial=hook)
     if code:
         raise typer.Exit(code)
 
 
-@app.command("sync")
+@app.command(
+    "sync",
+    short_help="Sync a folder with a container now (no devspace.yaml needed).",
+    epilog=examples(
+        "podsync sync --docker my-app --container-path /app",
+        "podsync sync -l app=web -e node_modules/ -e logs/",
+        "podsync sync --docker web --upload-exclude node_modules/",
+        "podsync sync --docker my-app --dry-run",
+    ),
+)
 def sync_command(
     local_path: Annotated[
         str, typer.Option("--local-path", metavar="DIR", help="Local folder to sync.")
@@ -162,7 +191,9 @@ def sync_command(
         bool,
         typer.Option(
             "--download-on-initial-sync/--no-download-on-initial-sync",
-            help="Download files that exist only in the container.",
+            help="Download files that exist only in the container (default: on; off: delete"
+            " them there).",
+            show_default=False,
         ),
     ] = True,
     upload_only: Annotated[
@@ -185,11 +216,29 @@ def sync_command(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every file.")] = False,
     reset_state: Annotated[bool, ResetStateOpt] = False,
     agent: Annotated[
-        Agent, typer.Option("--agent", help="Agent in the container (auto: python, else shell).")
+        Agent,
+        typer.Option(
+            "--agent",
+            metavar="auto|python|shell",
+            help="Agent in the container (default auto: python if it has python3 >= 3.9, else"
+            " shell).",
+            show_default=False,
+        ),
     ] = Agent.auto,
     config: ConfigOpt = None,
 ) -> None:
-    """Sync a folder with a container now, without a dev.sync entry (as `devspace sync`)."""
+    """Sync a folder with a container now, without a dev.sync entry (as `devspace sync`).
+
+    \b
+    Exactly one target: --pod, --label-selector or
+    --image-name (Kubernetes), --docker, --ssh or
+    --local-target. The initial sync follows DevSpace's
+    rules, then both sides are watched until Ctrl-C
+    (with --no-watch: exit after the initial sync).
+    """
+    from podsync.cli import flags as cliflags
+    from podsync.engine.spec import RunOptions
+
     flags = cliflags.SyncFlags(
         local_path=local_path,
         container_path=container_path,
@@ -231,7 +280,15 @@ def _optional_config(config: Path | None, needed: bool) -> ProjectConfig | None:
     return None
 
 
-@app.command("dev")
+@app.command(
+    "dev",
+    short_help="Run every dev.sync entry of devspace.yaml until Ctrl-C.",
+    epilog=examples(
+        "podsync dev",
+        "podsync dev --config path/to/devspace.yaml",
+        "podsync dev --terminal",
+    ),
+)
 def dev_command(
     config: ConfigOpt = None,
     terminal: Annotated[
@@ -241,6 +298,9 @@ def dev_command(
     reset_state: Annotated[bool, ResetStateOpt] = False,
 ) -> None:
     """Run every dev.sync entry of devspace.yaml until Ctrl-C, streaming container logs."""
+    from podsync.cli.specs import to_sync_specs
+    from podsync.engine.spec import RunOptions
+
     cfg = cfgmod.load_config(config or DEFAULT_CONFIG)
     if not cfg.sync:
         raise ConfigError(
@@ -248,13 +308,20 @@ def dev_command(
             "`podsync add sync --local=PATH --container=PATH`"
         )
     _run(
-        cfgmod.to_sync_specs(cfg, cfg.root / STATE_DIR),
+        to_sync_specs(cfg, cfg.root / STATE_DIR),
         RunOptions(terminal=terminal, verbose=verbose, reset_state=reset_state),
         dev=True,
     )
 
 
-@add_app.command("sync")
+@add_app.command(
+    "sync",
+    short_help="Add a dev.sync entry to devspace.yaml.",
+    epilog=examples(
+        "podsync add sync --local=src --container=/app/src",
+        "podsync add sync --local=. --container=/srv -e logs/",
+    ),
+)
 def add_sync_command(
     local: Annotated[
         str, typer.Option("--local", metavar="PATH", help="Local folder (from devspace.yaml).")
@@ -264,7 +331,7 @@ def add_sync_command(
     ],
     exclude: Annotated[
         list[str] | None,
-        typer.Option("--exclude", metavar="PATTERN", help="Exclude (repeatable, or a,b,c)."),
+        typer.Option("--exclude", "-e", metavar="PATTERN", help="Exclude (repeatable, or a,b,c)."),
     ] = None,
     label_selector: Annotated[
         str | None,
@@ -275,6 +342,8 @@ def add_sync_command(
     config: ConfigOpt = None,
 ) -> None:
     """Add a sync path mapping to dev.sync in devspace.yaml (comments and layout are kept)."""
+    from podsync.cli import flags as cliflags
+
     path = config or DEFAULT_CONFIG
     selector = cliflags.parse_label_selector(label_selector) if label_selector else None
     patterns = list(cliflags.split_patterns(exclude, "--exclude"))
@@ -282,24 +351,34 @@ def add_sync_command(
     typer.echo(f"Added a sync from {local} to {container} under dev.sync in {path}.")
 
 
-@list_app.command("sync")
+@list_app.command(
+    "sync",
+    short_help="Show the dev.sync entries of devspace.yaml.",
+    epilog=examples("podsync list sync", "podsync list sync --config path/to/devspace.yaml"),
+)
 def list_sync_command(config: ConfigOpt = None) -> None:
     """Show the dev.sync entries of devspace.yaml."""
+    from rich.console import Console
+
+    from podsync.cli import views
+
     views.list_sync(cfgmod.load_config(config or DEFAULT_CONFIG), Console())
 
 
-@status_app.command("sync")
+@status_app.command(
+    "sync",
+    short_help="Show the state of the syncs running in this project.",
+    epilog=examples(
+        "podsync status sync", "podsync status sync --json", "podsync status sync --config app/"
+    ),
+)
 def status_sync_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Show the state of the syncs running in this project."""
-    folder = (config.absolute().parent if config is not None else Path.cwd()).resolve()
-    status = read_status(status_path(folder / STATE_DIR))
-    if as_json:
-        typer.echo(views.status_json(status))
-    else:
-        views.show_status(status, folder, Console())
+    """Show the state of the syncs running in this project (the Conflicts column counts the
+    unresolved ones: see `podsync conflicts`)."""
+    conflicts_cli.show_status(config, as_json)
 
 
 def _usage_line(exc: Any) -> str:

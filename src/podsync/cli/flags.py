@@ -2,7 +2,8 @@
 
 Owns: the rules between flags (exactly one target, Kubernetes-only flags, upload/download-only),
 ``k=v`` parsing, and the on-demand SyncSpec. Raises :class:`UsageError` (exit 2) whose message
-names the flag. May import: podsync.config, podsync.engine.spec, podsync.errors.
+names the flag. May import: podsync.config, podsync.engine.spec, podsync.errors,
+podsync.transport.ssh (the --ssh URL's syntax).
 """
 
 from __future__ import annotations
@@ -112,7 +113,11 @@ def build_target(flags: SyncFlags, cfg: ProjectConfig | None) -> TargetSpec:
     if flag == "--docker":
         return TargetSpec(kind="docker", container=_no_dash(flag, flags.docker or "", "container"))
     if flag == "--ssh":
-        return TargetSpec(kind="ssh", host=_no_dash(flag, flags.ssh or "", "[user@]host"))
+        host = _no_dash(flag, flags.ssh or "", "[user@]host")
+        from podsync.transport.ssh import parse_destination
+
+        parse_destination(host)  # a malformed ssh:// URL is a user mistake: exit 2, now
+        return TargetSpec(kind="ssh", host=host)
     if flag == "--local-target":
         return TargetSpec(kind="local", local_dir=_target_dir(flag, flags.local_target or ""))
     return _kube_target(flags, cfg)

@@ -1,9 +1,10 @@
 """devspace.yaml -> typed, validated config; errors carry file:line:col and the option path;
 the comment-preserving editor used by ``podsync add sync``.
 
-Public API: :func:`load_config`, :func:`load_text`, :func:`to_sync_specs`, :func:`add_sync`,
-:class:`ProjectConfig`, :class:`SyncConfig`. Imported lazily: building the pydantic models
-costs ~0.2 s, which ``podsync --version`` and usage errors should not pay.
+Public API: :func:`load_config`, :func:`load_text`, :func:`add_sync`, :class:`ProjectConfig`,
+:class:`SyncConfig`. Imported lazily: building the pydantic models costs ~0.2 s, which
+``podsync --version`` and usage errors should not pay. Config is data: it imports nothing from
+the engine (``podsync.cli.specs`` turns dev.sync entries into the engine's SyncSpecs).
 """
 
 from __future__ import annotations
@@ -12,13 +13,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from podsync.config.convert import to_sync_specs
     from podsync.config.editor import add_sync
     from podsync.config.loader import load_config, load_text
     from podsync.config.models import ProjectConfig, SyncConfig
 
 _WHERE = {
-    "to_sync_specs": "podsync.config.convert",
     "add_sync": "podsync.config.editor",
     "load_config": "podsync.config.loader",
     "load_text": "podsync.config.loader",
@@ -26,7 +25,7 @@ _WHERE = {
     "SyncConfig": "podsync.config.models",
 }
 
-__all__ = ["ProjectConfig", "SyncConfig", "add_sync", "load_config", "load_text", "to_sync_specs"]
+__all__ = ["ProjectConfig", "SyncConfig", "add_sync", "load_config", "load_text"]
 
 
 def __getattr__(name: str) -> Any:

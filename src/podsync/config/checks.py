@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from podsync.config.yamltree import did_you_mean
 from podsync.core.excludes import validate_pattern
 
 if TYPE_CHECKING:  # the models cost ~0.2 s to build; the CLI imports checks for flag checks
@@ -106,6 +105,9 @@ def _check_image(
     if name not in images:
         if not images:
             return (loc, "value", f'image "{name}" is not defined: add it under images')
+        # imported here: yamltree loads ruamel, which `podsync sync` flags never need
+        from podsync.config.yamltree import did_you_mean
+
         guess = did_you_mean(name, images)
         hint = f'did you mean "{guess}"?' if guess else "defined images: " + ", ".join(images)
         return (loc, "value", f'image "{name}" is not defined under images; {hint}')

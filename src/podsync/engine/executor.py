@@ -2,7 +2,7 @@
 
 Owns: batching consecutive actions into streams, updating the last agreed state from what
 was really written, and counting what moved. May import: ``podsync.core``,
-``podsync.engine.endpoint``, ``podsync.replica`` (for conflict copies).
+``podsync.engine.endpoint``, ``podsync.engine.conflict_keeper`` (conflict copies and records).
 
 The planners decide; this module never does. Each written path's ancestor becomes
 (entry the source had when it was read, entry the target reports after the write), so an
@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from podsync.core.entry import FILE, Entry, Problem, Snapshot
 from podsync.core.paths import RelPath, is_within
@@ -35,8 +35,9 @@ from podsync.core.plan import (
     Upload,
     ancestor_entry,
 )
+from podsync.engine.conflict_keeper import ConflictKeeper
+from podsync.engine.conflicts import ConflictStore
 from podsync.engine.endpoint import DeleteItem, FileItem, WriteResult
-from podsync.replica import Replica
 
 
 class Chunks:
@@ -105,6 +106,7 @@ class Executor:
         self.L = local_cache
         self.R = remote_cache
         self.conflicts_dir = conflicts_dir
+        self.keeper = ConflictKeeper(ConflictStore(conflicts_dir))
         self.totals = Totals()
         self.on_progress = on_progress
 
@@ -122,14 +124,22 @@ class Executor:
             elif kind is DeleteLocal:
                 await self._delete(actions, out, remote=False)
             elif kind is SaveConflictCopy:
-                await self._save_conflict_copies(actions, out)
+                copies = cast(list[SaveConflictCopy], actions)
+                await self.keeper.save(self._root(), self.remote, self.L, copies, out.problems)
             elif kind is Agree:
                 self._agree(actions)
             else:
                 for action in actions:
                     self._note(action, out)
+        self.keeper.note(out.conflicts)
+        sent = out.uploaded + out.deleted_remote
+        await self.keeper.finish(self._root(), self.remote, self.L, self.R, sent, out.problems)
         out.seconds = time.monotonic() - started
         return out
+
+    def _root(self) -> str:
+        """The local sync folder, as conflict records and ``status sync`` name it."""
+        return str(self.local.root)
 
     def _note(self, action: Action, out: Outcome) -> None:
         if isinstance(action, (Agree, Keep)):
@@ -230,30 +240,3 @@ class Executor:
             else:
                 out.deleted_local.append(path)
                 self.totals.deleted_local += 1
-
-    async def _save_conflict_copies(self, actions: list[Any], out: Outcome) -> None:
-        """Keep the container's version of each path under conflicts/<UTC stamp>/<path>.
-        Each batch gets a folder of its own, so a copy saved earlier is never replaced."""
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        self.conflicts_dir.mkdir(parents=True, exist_ok=True)
-        for n in itertools.count():
-            root = self.conflicts_dir / (stamp if n == 0 else f"{stamp}.{n}")
-            try:
-                root.mkdir()
-                break
-            except FileExistsError:
-                continue
-        keeper = Replica(str(root))
-        async for src in self.remote.read([a.path for a in actions]):
-            if src.entry.kind != FILE:
-                continue
-            writer = keeper.begin_write(src.path, src.entry, None)
-            try:
-                async for data in src.chunks():
-                    writer.write(data)
-            except BaseException:
-                writer.abort()
-                raise
-            outcome = writer.commit()
-            if isinstance(outcome, Problem):
-                out.problems.append(outcome)

@@ -69,6 +69,11 @@ USAGE = [
         'podsync: --ssh: "-oProxyCommand=x" is not a valid [user@]host',
     ),
     (
+        ["sync", "--ssh", "ssh://me@host:99999"],
+        'podsync: --ssh: "ssh://me@host:99999" is not a valid ssh://[user@]host[:port] (port '
+        "'99999' is not a number from 1 to 65535)",
+    ),
+    (
         ["sync", "--pod", "p", "--container-path", "app"],
         'podsync: --container-path: "app" is not an absolute path; write the full container '
         "path, e.g. /app",
@@ -187,7 +192,11 @@ def test_status_without_running_sync(cwd: Path, capsys: pytest.CaptureFixture[st
         f"No sync is running in {cwd.resolve()} (start one with `podsync dev` or `podsync sync`).\n"
     )
     assert run_cli(["status", "sync", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"running": False, "syncs": []}
+    assert json.loads(capsys.readouterr().out) == {
+        "running": False,
+        "syncs": [],
+        "unresolved_conflicts": 0,
+    }
 
 
 def _status(pid: int) -> StatusFile:

@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from podsync.cli.app import run_cli
-from podsync.config import ProjectConfig, load_config, load_text, to_sync_specs
+from podsync.cli.specs import to_sync_specs
+from podsync.config import ProjectConfig, load_config, load_text
 from podsync.config.checks import validate_pattern
 from podsync.errors import ConfigError
 

@@ -1,8 +1,12 @@
-"""From validated dev.sync entries to the engine's SyncSpecs.
+"""From validated dev.sync entries to the engine's SyncSpecs (``podsync dev``).
 
 Owns: ``to_sync_specs`` (names, absolute local roots, Kubernetes target, KB/s -> bytes/s,
 onUpload commands).
 May import: podsync.config.models, podsync.engine.spec, the standard library.
+
+It lives with the CLI, not in ``podsync.config``: the config package is data (devspace.yaml
+read and validated) and imports nothing from the engine; the CLI is the one layer that knows
+both sides, as it does for ``podsync sync``'s flags (``cli.flags``).
 """
 
 from __future__ import annotations
