@@ -125,7 +125,7 @@ def test_terminal_escapes_from_the_container_are_shown_escaped(tmp_path: Path) -
         await rig.runner.detach()
 
     run(body)
-    assert rig.console[1:3] == [PREFIX + r"\x1b[2J\x1b]0;owned\x07red" + "\ttab", PREFIX + "\ufffd"]
+    assert rig.console[1:3] == [PREFIX + r"\x1b[2J\x1b]0;owned\x07red\ttab", PREFIX + "\ufffd"]
     assert "\x1b" not in rig.out.getvalue()
     log = (tmp_path / ".devspace" / "logs" / "sync.log").read_text()
     assert "\x1b" not in log and r"\x1b[2J" in log
