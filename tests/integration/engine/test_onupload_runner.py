@@ -272,9 +272,8 @@ def test_detach_stops_the_command_and_it_runs_again_after_the_next_first_pass(
         assert not _alive(first), "the command outlived the connection"
         assert rig.said("stopped `echo $$ >> pids; exec sleep 600`: the connection ended;") == 1
         rig.attach()  # reconnected: held until the resync is over
-        for _ in range(20):
-            await asyncio.sleep(0)
-        assert rig.runner.runs == 1
+        await rig.until(lambda: rig.runner.runs == 1, "the cut run was not counted")
+        assert len(rig.file("pids").split()) == 1, "ran again before the first pass ended"
         rig.runner.release()
         await rig.until(lambda: len(rig.file("pids").split()) == 2, "did not run again")
         second = int(rig.file("pids").split()[1])
