@@ -224,3 +224,18 @@ def test_restart_after_the_local_folder_was_emptied_halts_too(
     again = start(target, root, workdir, running)
     _halts_and_container_keeps_everything(again, target)
     assert "--reset-state" in again.output
+
+
+def test_restart_after_the_local_folder_was_replaced_by_an_empty_one_halts(
+    target: Target, workdir: Path, running: list[SyncProcess]
+) -> None:
+    """The saved state is not taken (the folder is another one), but it still says what the
+    local folder held: an empty new folder must not empty the container (review 1.1)."""
+    root = workdir / "src"
+    proc = _synced_tree(target, root, running, workdir)
+    assert proc.stop(signal.SIGINT) == 0, proc.output
+    root.rename(workdir / "src.old")
+    root.mkdir()
+    again = start(target, root, workdir, running, NO_FETCH)
+    _halts_and_container_keeps_everything(again, target)
+    assert "--reset-state" in again.output

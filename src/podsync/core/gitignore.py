@@ -388,3 +388,13 @@ def validate_pattern(pattern: str) -> Optional[str]:
     except ValueError as exc:
         return str(exc)
     return None
+
+
+def literal_pattern(path: str) -> str:
+    """A pattern matching exactly the path ``path`` (relative to the root, any kind), every
+    character taken literally: ``/`` anchors it, glob characters and a trailing space are
+    escaped with a backslash (git's rules)."""
+    body = "".join("\\" + c if c in _GLOB_SPECIAL else c for c in path)
+    if body.endswith(" "):
+        body = body[:-1] + "\\ "
+    return "/" + body

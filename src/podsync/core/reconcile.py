@@ -388,7 +388,12 @@ def digest_candidates(plan: Plan) -> Tuple[RelPath, ...]:
 
 
 def detect_mass_deletion(
-    ancestor: AncestorView, remote: SnapshotView, rules: ExcludeRules, *, side: str = "container"
+    ancestor: AncestorView,
+    remote: SnapshotView,
+    rules: ExcludeRules,
+    *,
+    side: str = "container",
+    far: str = "container",
 ) -> Optional[str]:
     """A message when the container side looks emptied or vanished, else None.
 
@@ -419,8 +424,10 @@ def detect_mass_deletion(
     def agreed() -> int:
         return sum(1 for k in ancestor if agreed_file(k))
 
-    other = "in the container" if side == "local" else "locally"
-    folder = "local folder" if side == "local" else "container folder"
+    # ``far``: what the far side is called (a container, or a folder over ssh).
+    far_folder = far if far.endswith("folder") else f"{far} folder"
+    other = f"in the {far}" if side == "local" else "locally"
+    folder = "local folder" if side == "local" else far_folder
     if not any(not policy.excluded(k, e) for k, e in remote.items()):
         count = agreed()
         if not count:
@@ -428,7 +435,7 @@ def detect_mass_deletion(
         return (
             f"the {folder} looks empty but {count} synced file(s) were there;"
             f" halting instead of deleting them {other}"
-            + (" (was the container recreated?)" if side == "container" else "")
+            + (f" (was the {far} recreated?)" if side == "container" else "")
         )
     gone = sum(1 for k in ancestor.keys() - remote.keys() if agreed_file(k))
     if not gone:

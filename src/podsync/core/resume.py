@@ -59,23 +59,31 @@ def plan_resume(
     if _nothing_changed(ancestor, local, remote):
         return InitialResult(Plan(), ())  # the common restart, at a fraction of the cost
     fresh = _unrecorded(ancestor, local, remote)
-    known_local: SnapshotView = local
-    known_remote: SnapshotView = remote
-    if fresh:
-        known_local = _without(local, fresh)
-        known_remote = _without(remote, fresh)
-    actions = list(
-        reconcile(
-            ancestor,
-            known_local,
-            known_remote,
-            None,
-            rules,
-            upload_only=upload_only,
-            download_only=download_only,
-            granularity_ns=granularity_ns,
-        ).actions
-    )
+    while True:
+        known_local: SnapshotView = local
+        known_remote: SnapshotView = remote
+        if fresh:
+            known_local = _without(local, fresh)
+            known_remote = _without(remote, fresh)
+        actions = list(
+            reconcile(
+                ancestor,
+                known_local,
+                known_remote,
+                None,
+                rules,
+                upload_only=upload_only,
+                download_only=download_only,
+                granularity_ns=granularity_ns,
+            ).actions
+        )
+        # New content below a recorded directory the reconcile would delete must be seen by
+        # it (modification beats deletion, as in the watch phase), not deleted with it.
+        deleted = {a.path for a in actions if isinstance(a, (DeleteRemote, DeleteLocal))}
+        inside = {p for p in fresh if deleted and any(a in deleted for a in ancestors(p))}
+        if not inside:
+            break
+        fresh -= inside
     needs: Tuple[RelPath, ...] = ()
     if fresh:
         # The initial rules judge the unrecorded paths in the trees as the reconcile plan

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from podsync.core.entry import Snapshot
 from podsync.core.excludes import Rules
@@ -28,7 +28,6 @@ from podsync.engine.onupload import OnUpload
 from podsync.engine.report import Console, SyncLog
 from podsync.engine.spec import RunOptions, SyncSpec
 from podsync.engine.state import Saved, StateError, StateStore, local_identity
-from podsync.engine.watch import HALT_HINT
 from podsync.errors import SafetyHalt
 
 
@@ -54,21 +53,24 @@ class FirstPass:
     initial_done: asyncio.Event
     _fsid: str | None
     _local_id: tuple[int, int] | None
+    #: A saved state that was not taken (other folders): still the best record of what the
+    #: local folder held, for the halt check.
+    _unused_state: Ancestor
     on_upload: OnUpload
 
-    def say(self, message: str, level: str = "INFO", console: bool = True) -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by Session
 
-    def state(self, state: str, message: str | None = None, **extra: Any) -> None:
-        raise NotImplementedError
+        def say(self, message: str, level: str = "INFO", console: bool = True) -> None: ...
 
-    async def _execute(
-        self, plan: Plan, local: Any, remote: Any, phase: str, progress: bool = False
-    ) -> None:
-        raise NotImplementedError
+        def state(self, state: str, message: str | None = None, **extra: Any) -> None: ...
 
-    def _save_now(self) -> None:
-        raise NotImplementedError
+        async def _save_soon(self) -> None: ...
+
+        def _halt_hint(self) -> str: ...
+
+        async def _execute(
+            self, plan: Plan, local: Any, remote: Any, phase: str, progress: bool = False
+        ) -> None: ...
 
     async def _first_pass(self, local: Any, remote: Any) -> None:
         """The spec's initial sync, or a resume (from the state saved by an earlier run, or
@@ -77,44 +79,10 @@ class FirstPass:
         before = (self.L, self.R)
         self.L, self.R = await asyncio.gather(local.scan(), remote.scan())
         scanned = time.monotonic()
-        granularity = max(local.mtime_granularity_ns, remote.mtime_granularity_ns)
-        fsid = getattr(remote, "fsid", None)
-        local_id = local_identity(self.spec.local_root)
         restart = not self.initial_done.is_set()
-        if restart:
-            self._adopt_saved(fsid, local_id)
-        elif fsid is not None and self._fsid is not None and fsid != self._fsid:
-            self.say(
-                "the container is a new one (another filesystem): initial sync with local authority"
-            )
-            self.ancestor.clear()
-        self._fsid, self._local_id = fsid, local_id
+        self._identify(getattr(remote, "fsid", None), restart)
         self._keep_unknown(local, remote, before)
-        if self.ancestor and detect_mass_deletion(self.ancestor, self.R, self.rules):
-            self.say("the container side looks new or emptied: initial sync with local authority")
-            self.ancestor.clear()
-        if self.ancestor:
-            problem = detect_mass_deletion(self.ancestor, self.L, self.rules, side="local")
-            if problem:
-                raise SafetyHalt(problem + HALT_HINT)
-            if restart:
-                result = await self._planned(local, remote, granularity, resume=True)
-                plan = result
-            else:
-                plan = reconcile(
-                    self.ancestor,
-                    self.L,
-                    self.R,
-                    None,
-                    self.rules,
-                    upload_only=self.spec.upload_only,
-                    download_only=self.spec.download_only,
-                    granularity_ns=granularity,
-                )
-            phase = "resume" if restart else "resync"
-        else:
-            plan = await self._planned(local, remote, granularity, resume=False)
-            phase = "initial sync"
+        phase, plan = await self._decide(local, remote, restart)
         if self.options.dry_run:
             self.console.line(f"[{self.spec.name}] {phase} plan: {plan.summary()}")
             for line in plan.describe():
@@ -125,9 +93,9 @@ class FirstPass:
         self.log.write(
             self.spec.name,
             "INFO",
-            f"{phase}: compared {len(self.L)} local and {len(self.R)} container entries: scans"
-            f" {(scanned - started) * 1000:.0f} ms, plan {(planned - scanned) * 1000:.0f} ms;"
-            f" {plan.summary()}",
+            f"{phase}: compared {len(self.L)} local and {len(self.R)} {self.spec.target.noun}"
+            f" entries: scans {(scanned - started) * 1000:.0f} ms, plan"
+            f" {(planned - scanned) * 1000:.0f} ms; {plan.summary()}",
         )
         if restart and not plan.changes():
             self.say(
@@ -144,9 +112,54 @@ class FirstPass:
             f" (transfers {(time.monotonic() - planned) * 1000:.0f} ms)",
         )
         self.initial_done.set()
-        self._save_now()
+        await self._save_soon()
         self.state("watching" if self.options.watch else "stopped", progress=None)
         self.on_upload.release()  # commands wait for the first pass, then run once
+
+    def _identify(self, fsid: str | None, restart: bool) -> None:
+        """Which two folders the ancestor may describe: take a saved state on a restart; drop
+        the ancestor when the far side turns out to be another filesystem."""
+        local_id = local_identity(self.spec.local_root)
+        if restart:
+            self._adopt_saved(fsid, local_id)
+        elif fsid is not None and self._fsid is not None and fsid != self._fsid:
+            noun = self.spec.target.noun
+            self.say(
+                f"the {noun} is a new one (another filesystem): initial sync with local authority"
+            )
+            self.ancestor.clear()
+        self._fsid, self._local_id = fsid, local_id
+
+    async def _decide(self, local: Any, remote: Any, restart: bool) -> tuple[str, Plan]:
+        """The phase name and its plan: a resume or resync from the ancestor, else the spec's
+        initial sync; halts when the local side looks emptied (against the ancestor, or
+        against a saved state that was not taken: an emptied folder must not empty the
+        container across a restart either)."""
+        granularity = max(local.mtime_granularity_ns, remote.mtime_granularity_ns)
+        noun = self.spec.target.noun
+        if self.ancestor and detect_mass_deletion(self.ancestor, self.R, self.rules, far=noun):
+            self.say(f"the {noun} side looks new or emptied: initial sync with local authority")
+            self.ancestor.clear()
+        for known in (self.ancestor, self._unused_state):
+            if known:
+                problem = detect_mass_deletion(known, self.L, self.rules, side="local", far=noun)
+                if problem:
+                    raise SafetyHalt(problem + self._halt_hint())
+        if not self.ancestor:
+            return "initial sync", await self._planned(local, remote, granularity, resume=False)
+        if restart:
+            return "resume", await self._planned(local, remote, granularity, resume=True)
+        plan = reconcile(
+            self.ancestor,
+            self.L,
+            self.R,
+            None,
+            self.rules,
+            upload_only=self.spec.upload_only,
+            download_only=self.spec.download_only,
+            granularity_ns=granularity,
+        )
+        return "resync", plan
 
     def _keep_unknown(self, local: Any, remote: Any, before: tuple[Snapshot, Snapshot]) -> None:
         """What a scan could not read is unknown, not gone: keep what was known there (this
@@ -173,10 +186,13 @@ class FirstPass:
             return
         if saved is None or not saved.ancestor:
             return
+        noun = self.spec.target.noun
         if saved.local_id != local_id:
             why = "the local folder is not the one it describes (recreated?)"
-        elif fsid is None or saved.fsid != fsid:
-            why = "the container is a new one (its filesystem changed)"
+        elif fsid is None:
+            why = f"the {noun}'s filesystem cannot be identified"
+        elif saved.fsid != fsid:
+            why = f"the {noun} is a new one (another filesystem)"
         else:
             self.ancestor.clear()
             self.ancestor.update(saved.ancestor)
@@ -186,6 +202,7 @@ class FirstPass:
                 f"resuming from the state saved by an earlier run ({len(saved.ancestor)} records)",
             )
             return
+        self._unused_state = saved.ancestor
         self.say(f"not resuming from the saved state: {why}; initial sync with local authority")
 
     async def _planned(self, local: Any, remote: Any, granularity: int, *, resume: bool) -> Plan:

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from typing import Any
 
 from podsync.core.entry import Snapshot
 from podsync.core.excludes import Rules
+from podsync.core.gitignore import literal_pattern
 from podsync.core.paths import RelPath
 from podsync.core.plan import Ancestor, Plan, format_size
 from podsync.engine.connect import Remote, connect
@@ -38,6 +40,22 @@ RECONNECT_DELAYS = (0.5, 1, 2, 4, 8, 15)
 #: The persisted state is written this long after the change that made it stale (a burst
 #: of batches is one write), and when the sync stops.
 SAVE_DELAY_SECONDS = 1.0
+#: Saving may use at most ~1/SAVE_COST_FACTOR of the time while edits go on.
+SAVE_COST_FACTOR = 20.0
+
+
+def _rules(spec: SyncSpec) -> Rules:
+    """The entry's exclude rules, plus podsync's own state folder wherever it lies inside the
+    local folder (``--local-path ..``): logs, status, conflict records and saved states are
+    never synced, so the container can neither read nor forge them."""
+    root = os.path.realpath(spec.local_root)
+    state = os.path.realpath(spec.state_dir)
+    inside = os.path.relpath(state, root)
+    if inside != "." and inside != ".." and not inside.startswith("../"):
+        with contextlib.suppress(ValueError):  # a state path that is not text: top-level only
+            extra = (literal_pattern(inside),)
+            return Rules(spec.exclude + extra, spec.upload_exclude, spec.download_exclude)
+    return Rules(spec.exclude, spec.upload_exclude, spec.download_exclude)
 
 
 class Session(FirstPass, WatchPhase):
@@ -54,7 +72,7 @@ class Session(FirstPass, WatchPhase):
         self.console = console
         self.log = log
         self.board = board
-        self.rules = Rules(spec.exclude, spec.upload_exclude, spec.download_exclude)
+        self.rules = _rules(spec)
         self.ancestor: Ancestor = {}
         self.L: Snapshot = {}
         self.R: Snapshot = {}
@@ -67,6 +85,7 @@ class Session(FirstPass, WatchPhase):
         self._retries: dict[RelPath, int] = {}
         self._held: set[RelPath] = set()
         self._held_at = 0.0
+        self._held_first = 0.0
         #: When the current connection reached the watch phase (None: not yet).
         self.watching_since: float | None = None
         self.conflict_count = 0
@@ -80,6 +99,8 @@ class Session(FirstPass, WatchPhase):
         self._fsid: str | None = None
         self._local_id: tuple[int, int] | None = None
         self._dirty = asyncio.Event()
+        self._save_cost = 0.0
+        self._unused_state: Ancestor = {}
         self.on_upload = OnUpload(
             spec.name, spec.on_upload, console=console, log=log, board=board,
             enabled=options.watch and not options.dry_run,
@@ -244,28 +265,38 @@ class Session(FirstPass, WatchPhase):
 
     # -- persisted state ----------------------------------------------------------------
     def _save_now(self) -> None:
-        """Write the last agreed state (blocking; small trees take milliseconds)."""
+        """Write the last agreed state (blocking: used when the sync stops)."""
         self._dirty.clear()
-        if self.options.dry_run or self._fsid is None or not self.initial_done.is_set():
+        if self.options.dry_run or not self.initial_done.is_set():
             return
         try:
             self.store.save(dict(self.ancestor), self._fsid, self._local_id)
         except OSError as exc:
             self.say(f"warning: cannot save the sync state: {exc.strerror or exc}", "WARN")
 
+    async def _save_soon(self) -> None:
+        """Write the last agreed state off the event loop. A state whose far side cannot be
+        identified (no fsid) is saved too: it will not be resumed from, but it still tells
+        the next run what the local folder held (see FirstPass._decide)."""
+        self._dirty.clear()
+        if self.options.dry_run or not self.initial_done.is_set():
+            return
+        snapshot = dict(self.ancestor)
+        started = time.monotonic()
+        try:
+            await asyncio.to_thread(self.store.save, snapshot, self._fsid, self._local_id)
+        except OSError as exc:
+            self.say(f"warning: cannot save the sync state: {exc.strerror or exc}", "WARN")
+        self._save_cost = time.monotonic() - started
+
     async def _saver(self) -> None:
-        """Save the state a little after each change (one write per burst), off the loop."""
+        """Save the state a little after each change (one write per burst), and never more
+        often than SAVE_COST_FACTOR times the cost of a save (a 100k-entry tree takes
+        ~0.1-0.2 s to write: at most one write every few seconds while edits go on)."""
         while True:
             await self._dirty.wait()
-            await asyncio.sleep(SAVE_DELAY_SECONDS)
-            self._dirty.clear()
-            if self._fsid is None:
-                continue
-            snapshot = dict(self.ancestor)
-            try:
-                await asyncio.to_thread(self.store.save, snapshot, self._fsid, self._local_id)
-            except OSError as exc:
-                self.say(f"warning: cannot save the sync state: {exc.strerror or exc}", "WARN")
+            await asyncio.sleep(max(SAVE_DELAY_SECONDS, SAVE_COST_FACTOR * self._save_cost))
+            await self._save_soon()
 
     async def _execute(
         self, plan: Plan, local: Any, remote: Any, phase: str, progress: bool = False

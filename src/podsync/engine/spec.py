@@ -39,6 +39,13 @@ class TargetSpec:
     kube_context: str | None = None
     pick: bool = False
 
+    @property
+    def noun(self) -> str:
+        """What the far side is called in messages: a container, or a folder elsewhere."""
+        if self.kind in ("docker", "kubernetes"):
+            return "container"
+        return "remote folder" if self.kind == "ssh" else "target folder"
+
     def describe(self) -> str:
         if self.kind == "local":
             return f"local:{self.local_dir}"

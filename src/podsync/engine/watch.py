@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from podsync.core.entry import Snapshot
 from podsync.core.excludes import Rules
@@ -32,11 +32,9 @@ MAX_RETRIES = 5
 #: arrives as many small batches) is judged as a whole by the mass-deletion rule before any
 #: of it is propagated. Writes are never held.
 DELETE_SETTLE_SECONDS = 0.25
-#: How a user who meant to delete everything on one side goes on after a halt.
-HALT_HINT = (
-    " (if that is what you want: start again with --reset-state, and the spec's initial"
-    " sync applies)"
-)
+#: ... but no longer than this after the first one: a tool that keeps creating and deleting
+#: temporary files must not keep every deletion waiting forever.
+DELETE_MAX_HOLD_SECONDS = 2.0
 
 
 def _merge(cache: Snapshot, roots: Sequence[RelPath], fresh: Snapshot) -> bool:
@@ -87,14 +85,15 @@ class WatchPhase:
     #: Paths whose deletion waits for the burst to settle, and when the last one came.
     _held: set[RelPath]
     _held_at: float
+    _held_first: float
 
-    def say(self, message: str, level: str = "INFO", console: bool = True) -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by Session
 
-    async def _execute(
-        self, plan: Plan, local: Any, remote: Any, phase: str, progress: bool = False
-    ) -> None:
-        raise NotImplementedError
+        def say(self, message: str, level: str = "INFO", console: bool = True) -> None: ...
+
+        async def _execute(
+            self, plan: Plan, local: Any, remote: Any, phase: str, progress: bool = False
+        ) -> None: ...
 
     async def _watch(self, local: Any, remote: Any) -> None:
         granularity = max(local.mtime_granularity_ns, remote.mtime_granularity_ns)
@@ -139,10 +138,24 @@ class WatchPhase:
                 if task is not None:
                     task.cancel()
 
+    def _halt_hint(self) -> str:
+        """How a user who meant to delete everything locally goes on: what --reset-state
+        does with this entry's options (the spec's initial sync runs)."""
+        noun = self.spec.target.noun
+        if self.spec.download_on_initial_sync or self.spec.download_only:
+            then = f"the {noun}'s files would be downloaded again"
+        else:
+            then = f"the {noun}'s files are deleted there too"
+        return f" (if you meant it, start again with --reset-state: {then})"
+
     async def _deletions_settled(self) -> list[RelPath]:
-        """The held deletions, once no new one has come for DELETE_SETTLE_SECONDS."""
+        """The held deletions, once no new one has come for DELETE_SETTLE_SECONDS (or
+        DELETE_MAX_HOLD_SECONDS after the first one)."""
         while True:
-            wait = self._held_at + DELETE_SETTLE_SECONDS - time.monotonic()
+            release = min(
+                self._held_at + DELETE_SETTLE_SECONDS, self._held_first + DELETE_MAX_HOLD_SECONDS
+            )
+            wait = release - time.monotonic()
             if wait <= 0:
                 break
             await asyncio.sleep(wait)
@@ -211,14 +224,18 @@ class WatchPhase:
             fresh = keep_unknown(results.pop(0), self.L, local.unreadable)
             if _merge(self.L, local_roots, fresh) or release:
                 # Held deletions stay in the ancestor, so this sees the whole burst so far.
-                problem = detect_mass_deletion(self.ancestor, self.L, self.rules, side="local")
+                problem = detect_mass_deletion(
+                    self.ancestor, self.L, self.rules, side="local", far=self.spec.target.noun
+                )
                 if problem:
-                    raise SafetyHalt(problem + HALT_HINT)
+                    raise SafetyHalt(problem + self._halt_hint())
         unknown = getattr(remote, "unreadable", ())
         if remote_roots and (
             _merge(self.R, remote_roots, keep_unknown(results.pop(0), self.R, unknown)) or release
         ):
-            problem = detect_mass_deletion(self.ancestor, self.R, self.rules)
+            problem = detect_mass_deletion(
+                self.ancestor, self.R, self.rules, far=self.spec.target.noun
+            )
             if problem:
                 raise SafetyHalt(problem)
         roots = minimal_roots(local_roots + remote_roots)
@@ -235,6 +252,8 @@ class WatchPhase:
         if not release:
             plan, held = hold_deletions(plan)
             if held:
+                if not self._held:
+                    self._held_first = time.monotonic()
                 self._held |= held
                 self._held_at = time.monotonic()
         if plan.is_empty():

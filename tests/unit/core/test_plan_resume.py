@@ -134,10 +134,26 @@ ROWS = [
         ["delete-remote d/n"],
     ),
     Row(
-        "recorded directory deleted locally with a new container file inside: one deletion",
+        "recorded directory deleted locally, a new container file inside: restored (as in"
+        " the watch phase, modification beats deletion; the container keeps no trash)",
         agreed(d=D, d__a=BASE, b=BASE),
         snap(b=BASE),
         snap(d=D, d__a=BASE, d__n=NEW_R, b=BASE),
+        ["download d", "download d/a", "download d/n"],
+    ),
+    Row(
+        "recorded directory deleted in the container, a new local file inside: uploaded,"
+        " not trashed",
+        agreed(d=D, d__a=BASE, b=BASE),
+        snap(d=D, d__a=BASE, d__mine=NEW_L, b=BASE),
+        snap(b=BASE),
+        ["upload d", "upload d/a", "upload d/mine"],
+    ),
+    Row(
+        "a recorded directory deleted locally with nothing new inside: one deletion",
+        agreed(d=D, d__a=BASE, b=BASE),
+        snap(b=BASE),
+        snap(d=D, d__a=BASE, b=BASE),
         ["delete-remote d"],
     ),
     Row(

@@ -48,9 +48,10 @@ def test_other_pair_same_folder(tmp_path: Path) -> None:
     assert other.load() is None
 
 
-def _write_doc(store: StateStore, doc: object) -> None:
+def _write(store: StateStore, doc: object, local: bytes, remote: bytes) -> None:
+    parts = [json.dumps(doc).encode(), local, remote]
     store.folder.mkdir(parents=True, exist_ok=True)
-    store.path.write_bytes(zlib.compress(json.dumps(doc).encode()))
+    store.path.write_bytes(st.MAGIC + b"".join(st._LEN.pack(len(p)) + p for p in parts))
 
 
 def _good_doc() -> dict[str, object]:
@@ -61,40 +62,63 @@ def _good_doc() -> dict[str, object]:
         "fsid": "f",
         "local_id": [1, 2],
         "saved": 1.0,
-        "paths": ["a"],
-        "local": [["f", 1, 1, 0, None]],
-        "remote": [["f", 1, 1, 0, None]],
-        "conflict": "0",
+        "lz": False,
+        "rz": False,
+        "conflicts": [],
+        "remote_absent": [],
     }
 
 
+def _cols(paths: list[str], mtime: int = 1, size: int = 1) -> bytes:
+    return json.dumps([paths, "f" * len(paths), [size] * len(paths), [mtime] * len(paths),
+                       "0" * len(paths), []]).encode()  # fmt: skip
+
+
+GOOD = _cols(["a"])
+
+
 @pytest.mark.parametrize(
-    ("change", "says"),
+    ("change", "local", "says"),
     [
-        ({"format": "nope"}, "not a podsync state file"),
-        ({"version": 99}, "format version 99"),
-        ({"key": ["/elsewhere", "docker:web", "/app"]}, "another sync pair"),
-        ({"paths": ["../escape"]}, "corrupt"),
-        ({"paths": ["/abs"]}, "corrupt"),
-        ({"paths": [""]}, "corrupt"),
-        ({"local": [["f", -1, 1, 0, None]]}, "corrupt"),
-        ({"local": [None], "remote": [None]}, "corrupt"),
-        ({"conflict": "01"}, "corrupt"),
-        ({"paths": "a"}, "corrupt"),
-        ({"local": [["f", 1, 10**30, 0, None]]}, "corrupt"),
+        ({"format": "nope"}, GOOD, "not a podsync state file"),
+        ({"version": 99}, GOOD, "format version 99"),
+        ({"key": ["/elsewhere", "docker:web", "/app"]}, GOOD, "another sync pair"),
+        ({}, _cols(["../escape"]), "corrupt"),
+        ({}, _cols(["/abs"]), "corrupt"),
+        ({}, _cols([""]), "corrupt"),
+        ({}, _cols(["a"], size=-1), "corrupt"),
+        ({}, _cols(["a"], mtime=10**30), "corrupt"),
+        ({"conflicts": ["nowhere"]}, GOOD, "corrupt"),
+        ({"conflicts": "a"}, GOOD, "corrupt"),
+        ({"lz": "yes"}, GOOD, "corrupt"),
+        ({"remote_absent": ["b"]}, GOOD, "corrupt"),
+        ({}, b"[1,2]", "corrupt"),
     ],
 )
-def test_unusable_documents(tmp_path: Path, change: dict[str, object], says: str) -> None:
+def test_unusable_documents(
+    tmp_path: Path, change: dict[str, object], local: bytes, says: str
+) -> None:
     store = StateStore(tmp_path, KEY)
-    _write_doc(store, {**_good_doc(), **change})
+    _write(store, {**_good_doc(), **change}, local, GOOD)
     with pytest.raises(StateError, match=says) as info:
         store.load()
     assert "\n" not in str(info.value)
 
 
+def test_a_good_document_loads(tmp_path: Path) -> None:
+    store = StateStore(tmp_path, KEY)
+    _write(store, {**_good_doc(), "conflicts": ["a"]}, GOOD, _cols(["a", "b"]))
+    saved = store.load()
+    assert saved is not None
+    assert saved.ancestor[RelPath("a")].conflict
+    assert saved.ancestor[RelPath("b")].local is None
+
+
 @pytest.mark.parametrize(
-    "raw", [b"", b"garbage", zlib.compress(b"not json"), zlib.compress(b"[1,2]"), b"\x78\x9c\x00"]
-)
+    "raw",
+    [b"", b"garbage", st.MAGIC, st.MAGIC + b"\x00\x00\x00\x05ab", zlib.compress(b"x"),
+     st.MAGIC + st._LEN.pack(2) + b"{}" + st._LEN.pack(0) + st._LEN.pack(0) + b"tail"],
+)  # fmt: skip
 def test_garbage_files(tmp_path: Path, raw: bytes) -> None:
     store = StateStore(tmp_path, KEY)
     store.folder.mkdir(parents=True)
