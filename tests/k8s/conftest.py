@@ -4,7 +4,8 @@
 Tests marked ``k8s`` (and the ``kube`` fixture) need the real single-node cluster kit of
 ``../shared/k8s`` (see tests/k8s/kit.py): they SKIP naming the reason when it is not running,
 except with PODSYNC_REQUIRE_K8S=1 (CI), where they FAIL. ``kube`` is one namespace per test run,
-deleted at the end, with the test images imported into the kit.
+deleted at the end, with the test images imported into the kit; ``space`` is a namespace of
+its own for one test.
 
 ``k8s_api`` starts the emulator (tests/k8s_emulator: real Docker containers behind a fake API
 server) on its own event loop in a background thread, writes a kubeconfig (CA data, token user,
@@ -63,6 +64,18 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kit.Kube]:
         yield space
     finally:
         kit.close_namespace(space)
+
+
+@pytest.fixture
+def space(tmp_path: Path) -> Iterator[kit.Kube]:
+    """A namespace of its own for one test (for selections that look at every pod of a
+    namespace, e.g. imageName)."""
+    require_k8s()
+    own = kit.open_namespace(tmp_path)
+    try:
+        yield own
+    finally:
+        kit.close_namespace(own)
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ so a changed recipe gives new images and an unchanged one is imported once per c
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import functools
@@ -355,3 +356,20 @@ def open_namespace(tmp: Path) -> Kube:
 def close_namespace(kube: Kube) -> None:
     """Delete the namespace (its pods go with it); do not wait for the pods to end."""
     kube.kubectl("delete", "namespace", kube.namespace, "--wait=false")
+
+
+async def pipe_through(channel: Any, data: bytes, chunk: int = 1 << 20) -> bytes:
+    """Write ``data`` and read the echo concurrently (so neither side fills up)."""
+    out = bytearray()
+
+    async def feed() -> None:
+        for at in range(0, len(data), chunk):
+            await channel.write(data[at : at + chunk])
+        await channel.close_stdin()
+
+    async def drain() -> None:
+        while block := await channel.read(1 << 20):
+            out.extend(block)
+
+    await asyncio.gather(feed(), drain())
+    return bytes(out)

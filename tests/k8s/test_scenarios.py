@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tests.k8s.kit import Kube, close_namespace, container, open_namespace
+from tests.k8s.kit import Kube, container
 from tests.support.wait import wait_until
 
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -77,19 +77,6 @@ class Podsync:
 
 
 Run = Callable[..., Podsync]
-
-
-@pytest.fixture
-def space(tmp_path: Path) -> Iterator[Kube]:
-    """A namespace of its own for one test."""
-    from tests.k8s.conftest import require_k8s
-
-    require_k8s()
-    kube = open_namespace(tmp_path)
-    try:
-        yield kube
-    finally:
-        close_namespace(kube)
 
 
 @pytest.fixture

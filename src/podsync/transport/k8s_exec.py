@@ -6,7 +6,7 @@ Owns: :func:`dial_exec` (the WebSocket upgrade of ``pods/{name}/exec``, offering
 :class:`~podsync.transport.base.Channel` over that socket), the classification of failed
 upgrades, :class:`KubectlExecTransport` and :func:`read_workdir`. May import: the standard
 library, ``websockets``, ``podsync.errors`` and ``podsync.transport`` (base, process,
-kubeconfig).
+kubeconfig, k8s_rest).
 
 Why not the client's ``stream()``: it buffers every byte of output in memory and moved about
 2 MB/s here. Wire format: every binary message starts with a channel byte, 0 stdin, 1 stdout,
@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from podsync.errors import TransportError
 from podsync.transport.base import RunResult, StderrSink
+from podsync.transport.k8s_rest import proxy_for
 from podsync.transport.kubeconfig import ApiAccess
 from podsync.transport.process import WrappedExecTransport, last_line
 
@@ -111,19 +113,41 @@ def classify_refusal(
 async def dial_exec(
     access: ApiAccess, target: ExecTarget, argv: Sequence[str], stdin: bool
 ) -> ClientConnection:
-    """Open the exec WebSocket for ``argv``; TransportError (or UpgradeRefused) on failure."""
+    """Open the exec WebSocket for ``argv``; TransportError (or UpgradeRefused) on failure.
+
+    A 401 with an exec-credential plugin renews the credential and dials once more."""
+    try:
+        return await _dial(access, target, argv, stdin)
+    except _Unauthorized:
+        if access.plugin is None:
+            raise
+        await asyncio.to_thread(access.refresh)
+        return await _dial(access, target, argv, stdin)
+
+
+class _Unauthorized(TransportError):
+    pass
+
+
+async def _dial(
+    access: ApiAccess, target: ExecTarget, argv: Sequence[str], stdin: bool
+) -> ClientConnection:
     url = exec_url(access.host, target, argv, stdin)
     # An expired plugin token is renewed here by running the plugin: keep the loop free.
-    headers = await asyncio.to_thread(access.auth_headers)
+    if access.plugin is not None:
+        headers = await asyncio.to_thread(access.auth_headers)
+        ssl_ctx = await asyncio.to_thread(access.ssl_context)
+    else:
+        headers, ssl_ctx = access.auth_headers(), access.ssl_context()
     try:
         return await connect(
             url,
             subprotocols=[*SUBPROTOCOLS],  # type: ignore[list-item]
             additional_headers=headers,
-            ssl=access.ssl_context(),
+            ssl=ssl_ctx,
             server_hostname=access.server_hostname,
-            # The kubeconfig's proxy-url, else the environment's (HTTPS_PROXY, NO_PROXY).
-            proxy=getattr(access.configuration, "proxy", None) or True,
+            # The kubeconfig's proxy-url, else the environment's (never for loopback).
+            proxy=proxy_for(access),
             compression=None,
             user_agent_header=USER_AGENT,
             open_timeout=OPEN_TIMEOUT_SECONDS,
@@ -135,12 +159,20 @@ async def dial_exec(
         )
     except InvalidStatus as exc:
         resp = exc.response
-        raise classify_refusal(access, target, resp.status_code, bytes(resp.body or b"")) from exc
+        refusal = classify_refusal(access, target, resp.status_code, bytes(resp.body or b""))
+        if resp.status_code == 401:
+            raise _Unauthorized(str(refusal)) from exc
+        raise refusal from exc
     except InvalidHandshake as exc:
         raise UpgradeRefused(f"{target.describe()}: WebSocket exec failed: {exc}") from exc
     except TimeoutError as exc:
         raise TransportError(
             f"cannot connect to the Kubernetes API at {access.host}: timed out"
+        ) from exc
+    except ssl.SSLCertVerificationError as exc:
+        raise TransportError(
+            f"cannot connect to the Kubernetes API at {access.host}: certificate verify"
+            f" failed: {exc.verify_message}"
         ) from exc
     except OSError as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__

@@ -22,8 +22,9 @@ import contextlib
 import logging
 import os
 import shutil
+import urllib.parse
 from collections.abc import Callable, Sequence
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from podsync.errors import TargetError, TransportError, UsageError
 from podsync.transport.base import RunResult, StderrSink
@@ -35,6 +36,7 @@ from podsync.transport.k8s_exec import (
     dial_exec,
     read_workdir,
 )
+from podsync.transport.k8s_rest import get_json
 from podsync.transport.k8s_select import (
     Candidate,
     PodInfo,
@@ -46,12 +48,7 @@ from podsync.transport.k8s_select import (
     pod_info,
     select_target,
 )
-from podsync.transport.kubeconfig import (
-    ApiAccess,
-    list_pod_objects,
-    load_api_access,
-    read_pod_object,
-)
+from podsync.transport.kubeconfig import ApiAccess, load_api_access
 from podsync.transport.process import (
     KILL_SCRIPT,
     START_TIMEOUT_SECONDS,
@@ -310,8 +307,32 @@ def selector_for(spec: KubeTarget, namespace: str, last_built_tag: str | None = 
     )
 
 
+def _pods_path(namespace: str, name: str | None = None) -> str:
+    path = f"/api/v1/namespaces/{urllib.parse.quote(namespace, safe='')}/pods"
+    return path if name is None else f"{path}/{urllib.parse.quote(name, safe='')}"
+
+
+def list_pod_objects(
+    api: ApiAccess, namespace: str, label_selector: str | None = None
+) -> list[dict[str, Any]]:
+    """Pods of ``namespace`` as API JSON, label-filtered by the server (blocking)."""
+    query = {"labelSelector": label_selector} if label_selector else None
+    what = f"list pods in namespace {namespace}"
+    body = get_json(api, _pods_path(namespace), what, query)
+    return [dict(item) for item in (body or {}).get("items") or []]
+
+
+def read_pod_object(api: ApiAccess, namespace: str, name: str) -> dict[str, Any] | None:
+    """One pod as API JSON, None when it does not exist (blocking)."""
+    return get_json(api, _pods_path(namespace, name), f"read pod {namespace}/{name}")
+
+
 async def list_pods(api: ApiAccess, sel: Selector) -> list[PodInfo]:
-    """The pods of the selector's namespace (label-filtered by the server when possible)."""
+    """The pods the selector can match: one GET for a pod name, else one list of the
+    namespace (label-filtered by the server when the selector has labels)."""
+    if sel.pod is not None:
+        obj = await asyncio.to_thread(read_pod_object, api, sel.namespace, sel.pod)
+        return [] if obj is None else [pod_info(obj)]
     labels = label_selector_query(sel.label_selector) if sel.label_selector else None
     objs = await asyncio.to_thread(list_pod_objects, api, sel.namespace, labels)
     return [pod_info(o) for o in objs]
