@@ -3,7 +3,7 @@
 Owns: where the kit and its state are, why it cannot be used (one line, for skip/fail), the
 test images imported into its containerd, and :class:`Kube`, one namespace of that cluster
 with the helpers tests use (pods, Deployments, kubectl, exec). May import: the standard
-library and ``tests.support``.
+library and ``tests.support``. :class:`Podsync` runs the real CLI against such a namespace.
 
 The tests use only the kit's own kubeconfig (``STATE_DIR/kubeconfig``, never the user's
 ``KUBECONFIG``) and its kubectl v1.36 (``STATE_DIR/bin/kubectl``). ``STATE_DIR`` is
@@ -23,13 +23,18 @@ import functools
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.support.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "tests" / "images" / "build.sh"
@@ -373,3 +378,47 @@ async def pipe_through(channel: Any, data: bytes, chunk: int = 1 << 20) -> bytes
 
     await asyncio.gather(feed(), drain())
     return bytes(out)
+
+
+class Podsync:
+    """A `podsync ARGS` process whose kubeconfig's context is the test's namespace."""
+
+    def __init__(self, kube: Kube, cwd: Path, *args: str, wait: float = 60) -> None:
+        env = {**kube.env, "PYTHONUNBUFFERED": "1", "PODSYNC_POD_WAIT_SECONDS": str(wait)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "podsync", *args],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self.lines.append(raw.decode("utf-8", "replace").rstrip())
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, needle: str, timeout: float = 90, count: int = 1) -> None:
+        wait_until(
+            lambda: self.output.count(needle) >= count or self.proc.poll() is not None,
+            timeout,
+            message=f"{needle!r} not printed:\n{self.output}",
+        )
+        assert self.output.count(needle) >= count, f"exited {self.proc.returncode}:\n{self.output}"
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+                raise AssertionError(f"podsync did not stop on SIGINT:\n{self.output}") from None
+        return self.proc.returncode

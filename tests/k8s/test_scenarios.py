@@ -11,15 +11,11 @@ examples as written; the pods run the test images under the names the examples u
 from __future__ import annotations
 
 import shutil
-import signal
-import subprocess
-import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tests.k8s.kit import Kube, container
+from tests.k8s.kit import Kube, Podsync, container
 from tests.support.wait import wait_until
 
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -30,50 +26,6 @@ LABELS = {
 }
 
 pytestmark = pytest.mark.k8s
-
-
-class Podsync:
-    """A `podsync ARGS` process whose kubeconfig's context is the test's namespace."""
-
-    def __init__(self, kube: Kube, cwd: Path, *args: str, wait: float = 60) -> None:
-        env = {**kube.env, "PYTHONUNBUFFERED": "1", "PODSYNC_POD_WAIT_SECONDS": str(wait)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "podsync", *args],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            self.lines.append(raw.decode("utf-8", "replace").rstrip())
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def wait_for(self, needle: str, timeout: float = 90, count: int = 1) -> None:
-        wait_until(
-            lambda: self.output.count(needle) >= count or self.proc.poll() is not None,
-            timeout,
-            message=f"{needle!r} not printed:\n{self.output}",
-        )
-        assert self.output.count(needle) >= count, f"exited {self.proc.returncode}:\n{self.output}"
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-                raise AssertionError(f"podsync did not stop on SIGINT:\n{self.output}") from None
-        return self.proc.returncode
 
 
 Run = Callable[..., Podsync]

@@ -15,13 +15,13 @@ from tests.support.wait import wait_until
 from podsync.engine.spec import TargetSpec
 from podsync.errors import TargetError
 from podsync.transport.k8s_select import Selector, Waiting
-from podsync.transport.kubeconfig import load_api_access
-from podsync.transport.kubernetes import (
+from podsync.transport.k8s_target import (
     KubeTarget,
     find_candidates,
     open_kubernetes_target,
     read_pod,
 )
+from podsync.transport.kubeconfig import load_api_access
 
 pytestmark = pytest.mark.k8s
 

@@ -27,8 +27,9 @@ from tests.k8s.kit import Kube, container, kubectl_path, pipe_through
 
 from podsync.errors import TransportError
 from podsync.transport.k8s_exec import WebSocketExecChannel
+from podsync.transport.k8s_target import read_pod_object
 from podsync.transport.kubeconfig import ApiAccess, load_api_access
-from podsync.transport.kubernetes import KubernetesTransport, read_pod_object
+from podsync.transport.kubernetes import KubernetesTransport
 
 pytestmark = pytest.mark.k8s
 

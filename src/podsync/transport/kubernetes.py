@@ -2,10 +2,9 @@
 
 Owns: :class:`KubernetesTransport` (the :class:`~podsync.transport.base.Transport` for one
 pod container), the choice between WebSocket exec and ``kubectl exec -i``
-(``PODSYNC_K8S_EXEC=auto|websocket|kubectl``), and :func:`open_kubernetes_target`, which
-turns a TargetSpec into a transport (kubeconfig, pod listing, the pure choice of
-``k8s_select``, waiting for a ready pod). May import: the standard library, ``podsync.errors``
-and ``podsync.transport``. Knows nothing of sync.
+(``PODSYNC_K8S_EXEC=auto|websocket|kubectl``). Which pod to open it on is ``k8s_target``'s.
+May import: the standard library, ``podsync.errors`` and ``podsync.transport``. Knows nothing
+of sync.
 
 Commands run behind the same PID-announcing ``sh`` wrapper as the docker and ssh transports:
 closing an exec stream does not end the command in the container, so ``kill()`` ends it by
@@ -22,11 +21,10 @@ import contextlib
 import logging
 import os
 import shutil
-import urllib.parse
-from collections.abc import Callable, Sequence
-from typing import Any, Literal, Protocol
+from collections.abc import Sequence
+from typing import Literal
 
-from podsync.errors import TargetError, TransportError, UsageError
+from podsync.errors import TransportError, UsageError
 from podsync.transport.base import RunResult, StderrSink
 from podsync.transport.k8s_exec import (
     ExecTarget,
@@ -36,19 +34,7 @@ from podsync.transport.k8s_exec import (
     dial_exec,
     read_workdir,
 )
-from podsync.transport.k8s_rest import get_json
-from podsync.transport.k8s_select import (
-    Candidate,
-    PodInfo,
-    Selector,
-    Target,
-    Waiting,
-    label_selector_query,
-    list_candidates,
-    pod_info,
-    select_target,
-)
-from podsync.transport.kubeconfig import ApiAccess, load_api_access
+from podsync.transport.kubeconfig import ApiAccess
 from podsync.transport.process import (
     KILL_SCRIPT,
     START_TIMEOUT_SECONDS,
@@ -267,122 +253,3 @@ class KubernetesTransport:
             raise TransportError(f"{self.description}: cannot run {argv[0]}: {why}")
         self._shell = True
         return RunResult(exit_code=code, stdout=found[1], stderr=err)
-
-
-# -- from a TargetSpec to a transport ---------------------------------------------------------
-class KubeTarget(Protocol):
-    """What selection reads of ``podsync.engine.spec.TargetSpec`` (kept structural: the
-    transport layer does not import the engine's modules)."""
-
-    @property
-    def pod(self) -> str | None: ...
-    @property
-    def label_selector(self) -> dict[str, str] | None: ...
-    @property
-    def image_name(self) -> str | None: ...
-    @property
-    def image_ref(self) -> str | None: ...
-    @property
-    def container(self) -> str | None: ...
-    @property
-    def namespace(self) -> str | None: ...
-    @property
-    def kube_context(self) -> str | None: ...
-
-
-def selector_for(spec: KubeTarget, namespace: str, last_built_tag: str | None = None) -> Selector:
-    """The pure selection options of a kubernetes :class:`TargetSpec`."""
-    if sum(x is not None for x in (spec.pod, spec.label_selector, spec.image_name)) != 1:
-        raise UsageError("set exactly one of pod, labelSelector or imageName")
-    if spec.image_name is not None and not spec.image_ref:
-        raise UsageError(f"imageName {spec.image_name}: no image is known for it")
-    return Selector(
-        namespace=namespace,
-        pod=spec.pod,
-        label_selector=spec.label_selector,
-        image_ref=spec.image_ref if spec.image_name is not None else None,
-        image_name=spec.image_name,
-        container=spec.container,
-        last_built_tag=last_built_tag,
-    )
-
-
-def _pods_path(namespace: str, name: str | None = None) -> str:
-    path = f"/api/v1/namespaces/{urllib.parse.quote(namespace, safe='')}/pods"
-    return path if name is None else f"{path}/{urllib.parse.quote(name, safe='')}"
-
-
-def list_pod_objects(
-    api: ApiAccess, namespace: str, label_selector: str | None = None
-) -> list[dict[str, Any]]:
-    """Pods of ``namespace`` as API JSON, label-filtered by the server (blocking)."""
-    query = {"labelSelector": label_selector} if label_selector else None
-    what = f"list pods in namespace {namespace}"
-    body = get_json(api, _pods_path(namespace), what, query)
-    return [dict(item) for item in (body or {}).get("items") or []]
-
-
-def read_pod_object(api: ApiAccess, namespace: str, name: str) -> dict[str, Any] | None:
-    """One pod as API JSON, None when it does not exist (blocking)."""
-    return get_json(api, _pods_path(namespace, name), f"read pod {namespace}/{name}")
-
-
-async def list_pods(api: ApiAccess, sel: Selector) -> list[PodInfo]:
-    """The pods the selector can match: one GET for a pod name, else one list of the
-    namespace (label-filtered by the server when the selector has labels)."""
-    if sel.pod is not None:
-        obj = await asyncio.to_thread(read_pod_object, api, sel.namespace, sel.pod)
-        return [] if obj is None else [pod_info(obj)]
-    labels = label_selector_query(sel.label_selector) if sel.label_selector else None
-    objs = await asyncio.to_thread(list_pod_objects, api, sel.namespace, labels)
-    return [pod_info(o) for o in objs]
-
-
-async def wait_for_target(
-    api: ApiAccess,
-    sel: Selector,
-    timeout: float = 300.0,
-    on_wait: Callable[[Waiting], None] | None = None,
-) -> Target:
-    """Select the target, waiting (polling) while the best match is not ready.
-
-    ``on_wait`` hears every new :class:`Waiting` (to show what we wait for); at the deadline
-    the pod's own reason is raised as a TargetError."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    delay, last = 0.2, None
-    while True:
-        result = select_target(await list_pods(api, sel), sel)
-        if isinstance(result, Target):
-            return result
-        if result != last and on_wait is not None:
-            on_wait(result)
-        last = result
-        if loop.time() + delay > deadline:
-            raise TargetError(f"gave up after {timeout:g} s: {result.message}")
-        await asyncio.sleep(delay)
-        delay = min(delay * 1.5, 2.0)
-
-
-async def open_kubernetes_target(
-    spec: KubeTarget,
-    timeout: float = 300.0,
-    on_wait: Callable[[Waiting], None] | None = None,
-    last_built_tag: str | None = None,
-) -> KubernetesTransport:
-    """kubeconfig -> selection (waiting for a ready pod) -> a transport into that container."""
-    api = await asyncio.to_thread(load_api_access, spec.kube_context, spec.namespace)
-    sel = selector_for(spec, api.namespace, last_built_tag)
-    target = await wait_for_target(api, sel, timeout, on_wait)
-    return KubernetesTransport(target.pod, target.container, target.namespace, api)
-
-
-async def find_candidates(api: ApiAccess, sel: Selector) -> list[Candidate]:
-    """Every matching (pod, container), best first, for ``--pick`` or an error listing."""
-    return list_candidates(await list_pods(api, sel), sel)
-
-
-async def read_pod(api: ApiAccess, namespace: str, name: str) -> PodInfo | None:
-    """The pod now (None when it is gone): to notice deletion, restarts or replacement."""
-    obj = await asyncio.to_thread(read_pod_object, api, namespace, name)
-    return None if obj is None else pod_info(obj)
