@@ -44,6 +44,9 @@ def test_spec_example_select_by_image_two_containers(ns: Kube) -> None:
         t1 = await open_kubernetes_target(first, timeout=10)
         t2 = await open_kubernetes_target(second, timeout=10)
         assert (await t2.run(["true"])).exit_code == 0
+        # What reaching the pod cost, for sync.log's phase timings.
+        assert set(t2.phase_seconds) == {"kubeconfig", "select", "exec_dial"}
+        assert all(0 < v < 60 for v in t2.phase_seconds.values()), t2.phase_seconds
         return t1.description, t2.description
 
     d1, d2 = asyncio.run(go())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -140,10 +141,14 @@ async def open_kubernetes_target(
     last_built_tag: str | None = None,
 ) -> KubernetesTransport:
     """kubeconfig -> selection (waiting for a ready pod) -> a transport into that container."""
+    started = time.perf_counter()
     api = await asyncio.to_thread(load_api_access, spec.kube_context, spec.namespace)
+    loaded = time.perf_counter()
     sel = selector_for(spec, api.namespace, last_built_tag)
     target = await wait_for_target(api, sel, timeout, on_wait)
-    return KubernetesTransport(target.pod, target.container, target.namespace, api)
+    transport = KubernetesTransport(target.pod, target.container, target.namespace, api)
+    transport.phase_seconds.update(kubeconfig=loaded - started, select=time.perf_counter() - loaded)
+    return transport
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import shutil
+import time
 from collections.abc import Sequence
 from typing import Literal
 
@@ -115,6 +116,10 @@ class KubernetesTransport:
         self._kubectl: KubectlExecTransport | None = None
         self._shell: bool | None = None  # False: no sh in the container (run unwrapped)
         self._v5: bool | None = None  # learned from the first connection
+        #: Seconds spent reaching the pod, for sync.log: ``kubeconfig`` and ``select`` (the
+        #: API requests choosing the pod, waiting included; set by k8s_target), ``exec_dial``
+        #: (the last exec's TLS + WebSocket upgrade, until the command runs).
+        self.phase_seconds: dict[str, float] = {}
 
     # -- choosing the path ----------------------------------------------------------------
     @property
@@ -161,7 +166,9 @@ class KubernetesTransport:
     async def _open(
         self, argv: Sequence[str], sink: StderrSink, stdin: bool
     ) -> WebSocketExecChannel:
+        started = time.perf_counter()
         ws = await dial_exec(self.api, self.target, argv, stdin)
+        self.phase_seconds["exec_dial"] = time.perf_counter() - started
         channel = WebSocketExecChannel(ws, sink, self.description)
         self._v5 = channel.v5
         return channel
