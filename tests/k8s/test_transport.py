@@ -303,9 +303,12 @@ def test_exec_credential_plugin_failure_is_one_line(
     access = use(token_user(kubeconfig(kube), user), tmp_path / "kc", monkeypatch)
     with pytest.raises(TransportError, match=r"^credential plugin broken-plugin failed: login req"):
         asyncio.run(transport(access, pod).run(["true"]))
-    missing = use(token_user(kubeconfig(kube), {"exec": {"command": "no-such-plugin-x"}}),
+    hint = "Install it with: apt-get install no-such-plugin-x\nthen log in."
+    exec_user = {"exec": {"command": "no-such-plugin-x", "installHint": hint}}
+    missing = use(token_user(kubeconfig(kube), exec_user),
                   tmp_path / "kc2", monkeypatch)  # fmt: skip
-    with pytest.raises(TransportError, match="credential plugin no-such-plugin-x is not installed"):
+    pattern = "plugin no-such-plugin-x is not installed: Install it with: apt-get install no-such"
+    with pytest.raises(TransportError, match=pattern):
         read_pod_object(missing, kube.namespace, pod)
 
 

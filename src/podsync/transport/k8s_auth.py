@@ -66,6 +66,7 @@ class ExecPlugin:
         api_version: str,
         interactive_mode: str,
         cluster_info: Mapping[str, Any] | None,
+        install_hint: str = "",
     ) -> None:
         self.command = command
         self.args = args
@@ -73,6 +74,7 @@ class ExecPlugin:
         self.api_version = api_version
         self.interactive_mode = interactive_mode
         self.cluster_info = cluster_info
+        self.install_hint = install_hint
         self._lock = threading.Lock()
         self._cached: Credential | None = None
 
@@ -100,6 +102,7 @@ class ExecPlugin:
             api_version=str(entry.get("apiVersion") or "client.authentication.k8s.io/v1beta1"),
             interactive_mode=str(entry.get("interactiveMode") or "IfAvailable"),
             cluster_info=info,
+            install_hint=str(entry.get("installHint") or ""),
         )
 
     def credential(self) -> Credential:
@@ -141,8 +144,10 @@ class ExecPlugin:
                 check=False,
             )
         except FileNotFoundError as exc:
+            hint = self.install_hint.strip().splitlines()
             raise TransportError(
                 f"the kubeconfig's credential plugin {self.command} is not installed"
+                + (f": {hint[0]}" if hint else "")
             ) from exc
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise TransportError(f"credential plugin {name} failed: {exc}") from exc
