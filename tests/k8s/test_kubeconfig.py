@@ -107,3 +107,18 @@ def test_proxy_from_the_environment_but_never_for_loopback(
     data["clusters"][0]["cluster"]["proxy-url"] = "http://127.0.0.1:9"
     kubeconfig.write_text(json.dumps(data))
     assert proxy_for(load_api_access(None, None)) == "http://127.0.0.1:9"
+
+
+def test_the_cli_says_one_line_for_an_unusable_kubeconfig(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KUBECONFIG": str(tmp_path / "absent"), "PODSYNC_POD_WAIT_SECONDS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "podsync", "sync", "--pod", "web", "--no-watch"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"cannot load kubeconfig: no kubeconfig at {tmp_path / 'absent'}" in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
