@@ -451,3 +451,22 @@ def test_proxy_url_carries_api_requests_and_exec(
         proxy.close()
     api = access.host.removeprefix("https://")
     assert proxy.tunnels.count(api) >= 2  # the GET and the exec WebSocket both went through
+
+
+def test_kill_returns_while_unread_output_fills_the_channel(access: ApiAccess, pod: str) -> None:
+    """A command flooding stdout that nobody reads any more (the endpoint stopped reading):
+    kill() ends it and returns, it does not wait forever for room in the full queue."""
+
+    async def go() -> int:
+        ch = await transport(access, pod).spawn(["yes", "flood"], lambda line: None)
+        assert await ch.read(5) == b"flood"
+
+        async def full() -> None:  # let the unread output pile up to the queue's limit
+            while not ch._queue.full():  # type: ignore[union-attr]
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(full(), 30)
+        await asyncio.wait_for(ch.kill(), 40)
+        return await asyncio.wait_for(ch.wait(), 10)
+
+    assert asyncio.run(go()) != 0

@@ -208,6 +208,7 @@ class WebSocketExecChannel:
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(STDOUT_QUEUE)
         self._buf = b""
         self._eof = False
+        self._done = False  # the pump has ended: nothing more will be queued
         self._stderr_tail = b""
         self._exit: int | None = None
         self._stdin_closed = False
@@ -237,7 +238,13 @@ class WebSocketExecChannel:
             self._stderr(b"", final=True)
             if self._exit is None:
                 self._exit = -1
-            await self._queue.put(b"")
+            # Never wait here for room in the queue: when the consumer has stopped reading
+            # (kill() of a command flooding stdout) that wait would never end, and neither
+            # would kill() or wait(). A full queue drops the EOF marker; read() then sees
+            # _done once it has drained the queue.
+            self._done = True
+            with contextlib.suppress(asyncio.QueueFull):
+                self._queue.put_nowait(b"")
 
     def _stderr(self, data: bytes, final: bool = False) -> None:
         self._stderr_tail += data
@@ -261,7 +268,8 @@ class WebSocketExecChannel:
 
     async def read(self, n: int) -> bytes:
         if not self._buf:
-            if self._eof:
+            if self._eof or (self._done and self._queue.empty()):
+                self._eof = True
                 return b""
             chunk = await self._queue.get()
             if not chunk:
@@ -303,8 +311,10 @@ class WebSocketExecChannel:
 
     async def wait(self) -> int:
         """The exit code (-1 when the connection ended without one). As with a pipe, stdout
-        must be read to its end, or a command with unread output cannot finish."""
-        await asyncio.shield(self._reader)
+        must be read to its end, or a command with unread output cannot finish. After
+        kill() it returns at once (the pump's cancellation is not ours to raise)."""
+        if not self._reader.done():
+            await asyncio.wait({self._reader})  # never cancels the pump when we are cancelled
         return self._exit if self._exit is not None else -1
 
     async def kill(self) -> None:
