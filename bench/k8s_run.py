@@ -279,6 +279,8 @@ def main() -> None:
     reason = kit.unavailable_reason()
     if reason is not None:
         raise SystemExit(f"the Kubernetes kit is not available: {reason}")
+    # SIGTERM (a timeout) still deletes the namespace and the trees (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     work = Path(tempfile.mkdtemp(prefix="podsync-k8s-bench-"))
     kube = kit.open_namespace(work)
     results: dict[str, Any] = {
