@@ -4,8 +4,8 @@
 test_exec_fallbacks.py, with the kubectl behaviour they rely on in test_emulator.py). Every
 other Kubernetes test runs on the real cluster.
 
-It STANDS IN for a real Kubernetes API server. It serves the subset of the real API that ``kubectl`` 1.32 and podsync use,
-with the real wire formats, over HTTPS with a generated CA and bearer-token auth (so clients
+It STANDS IN for a real Kubernetes API server. It serves the subset of the real API that
+``kubectl`` 1.32 and podsync use, with the real wire formats, over HTTPS with a generated CA and bearer-token auth (so clients
 really load the CA and really send their credentials), and it backs every pod container with a
 real Docker container. It is a test double: it does not schedule, has no controllers and keeps
 everything in memory.
