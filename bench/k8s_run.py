@@ -279,8 +279,13 @@ def main() -> None:
     reason = kit.unavailable_reason()
     if reason is not None:
         raise SystemExit(f"the Kubernetes kit is not available: {reason}")
-    # SIGTERM (a timeout) still deletes the namespace and the trees (the finally below).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
+    # SIGTERM (a timeout) still deletes the namespace and the trees (the finally below); a
+    # second one (timeout(1) forwards its own) must not cut that cleanup short.
+    def on_term(*_: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        sys.exit("terminated")
+
+    signal.signal(signal.SIGTERM, on_term)
     work = Path(tempfile.mkdtemp(prefix="podsync-k8s-bench-"))
     kube = kit.open_namespace(work)
     results: dict[str, Any] = {
