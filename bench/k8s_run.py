@@ -279,6 +279,7 @@ def main() -> None:
     reason = kit.unavailable_reason()
     if reason is not None:
         raise SystemExit(f"the Kubernetes kit is not available: {reason}")
+
     # SIGTERM (a timeout) still deletes the namespace and the trees (the finally below); a
     # second one (timeout(1) forwards its own) must not cut that cleanup short.
     def on_term(*_: object) -> None:
