@@ -7,8 +7,8 @@ other Kubernetes test runs on the real cluster.
 It STANDS IN for a real Kubernetes API server. It serves the subset of the real API that
 ``kubectl`` 1.32 and podsync use, with the real wire formats, over HTTPS with a generated CA
 and bearer-token auth (so clients really load the CA and really send their credentials), and
-it backs every pod container with a real Docker container. It is a test double: it does not schedule, has no controllers and keeps
-everything in memory.
+it backs every pod container with a real Docker container. It is a test double: it does not
+schedule, has no controllers and keeps everything in memory.
 
 Modules: ``emulator`` (lifecycle, TLS, kubeconfig, test hooks), ``server`` (auth, discovery,
 pods, watch, switches), ``streams`` (exec over WebSocket, logs), ``tty`` (exec with a
