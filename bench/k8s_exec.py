@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -55,7 +56,8 @@ def main() -> None:
     reason = kit.unavailable_reason()
     if reason is not None:
         raise SystemExit(f"the Kubernetes kit is not available: {reason}")
-    kube = kit.open_namespace(Path(tempfile.mkdtemp(prefix="podsync-k8s-exec-")))
+    work = Path(tempfile.mkdtemp(prefix="podsync-k8s-exec-"))
+    kube = kit.open_namespace(work)
     try:
         pod = kube.pod("bench", [kit.container("main", kube.images.busybox)])
         os.environ["KUBECONFIG"] = str(kube.kubeconfig)
@@ -81,6 +83,7 @@ def main() -> None:
         print(f"  ratio {ws / kc:.2f}x (target >= 1.0x)")
     finally:
         kit.close_namespace(kube)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
