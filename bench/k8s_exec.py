@@ -1,10 +1,9 @@
-"""Kubernetes exec throughput: podsync's WebSocket exec path against `kubectl exec -i`, through
-the same API server emulator (tests/k8s_emulator stands in for an API server: none can run
-here), the same pod, the same payload. Issue 4 asks for at least kubectl's throughput.
+"""Kubernetes exec throughput: podsync's WebSocket exec path against `kubectl exec -i`, on the
+real single-node cluster kit (../shared/k8s), same pod, same payload, alternating.
 
-    DOCKER_HOST=... python bench/k8s_exec.py [--mib 64] [--rounds 4]
+    python bench/k8s_exec.py [--mib 64] [--rounds 4]
 
-Prints best-of-N MB/s for both and the ratio (WebSocket / kubectl); needs Docker and kubectl.
+Prints best-of-N MB/s for both and the ratio (WebSocket / kubectl); needs the kit running.
 """
 
 from __future__ import annotations
@@ -13,14 +12,17 @@ import argparse
 import asyncio
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-TESTS = Path(__file__).resolve().parents[1] / "tests"
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.k8s import kit  # noqa: E402
 
 
 async def through_websocket(transport: object, data: bytes) -> tuple[float, bytes]:
@@ -51,37 +53,28 @@ def main() -> None:
     from podsync.transport.kubeconfig import load_api_access
     from podsync.transport.kubernetes import KubernetesTransport
 
-    kubeconfig = Path(tempfile.mkdtemp(prefix="podsync-k8s-bench-")) / "kubeconfig"
-    emulator = subprocess.Popen(
-        [sys.executable, "-m", "k8s_emulator", str(kubeconfig)],
-        cwd=TESTS,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    assert emulator.stdout is not None and emulator.stdin is not None
-    if not emulator.stdout.readline().startswith(b"ready "):
-        raise SystemExit("the emulator did not start")
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-    os.environ["KUBECONFIG"] = str(kubeconfig)
-    pod = f"bench-{uuid.uuid4().hex[:6]}"
+    reason = kit.unavailable_reason()
+    if reason is not None:
+        raise SystemExit(f"the Kubernetes kit is not available: {reason}")
+    work = Path(tempfile.mkdtemp(prefix="podsync-k8s-exec-"))
+    kube = kit.open_namespace(work)
     try:
-        kubectl = ["kubectl", "run", pod, "--image=busybox", "--restart=Never"]
-        subprocess.run(kubectl, env=env, check=True, capture_output=True)
-        wait = ["kubectl", "wait", "--for=condition=Ready", f"pod/{pod}", "--timeout=60s"]
-        subprocess.run(wait, env=env, check=True, capture_output=True)
+        pod = kube.pod("bench", [kit.container("main", kube.images.busybox)])
+        os.environ["KUBECONFIG"] = str(kube.kubeconfig)
         access = load_api_access(None, None)
         size = args.mib << 20
         data = os.urandom(size)
         digest = hashlib.sha256(data).digest()
         best_ws = best_kubectl = float("inf")
-        for _ in range(args.rounds):  # alternating: both share 2 cores with the emulator
-            transport = KubernetesTransport(pod, pod, "default", access, mode="websocket")
+        for _ in range(args.rounds):  # alternating: the machine is shared
+            transport = KubernetesTransport(pod, "main", kube.namespace, access, mode="websocket")
             elapsed, out = asyncio.run(through_websocket(transport, data))
             assert hashlib.sha256(out).digest() == digest, "websocket path corrupted data"
             best_ws = min(best_ws, elapsed)
             start = time.perf_counter()
-            exec_ = ["kubectl", "exec", "-i", pod, "--", "cat"]
-            res = subprocess.run(exec_, input=data, env=env, capture_output=True, timeout=300)
+            argv = [str(kit.kubectl_path()), "--kubeconfig", str(kube.kubeconfig), "exec", "-i",
+                    pod, "--", "cat"]  # fmt: skip
+            res = subprocess.run(argv, input=data, capture_output=True, timeout=300)
             best_kubectl = min(best_kubectl, time.perf_counter() - start)
             assert hashlib.sha256(res.stdout).digest() == digest, "kubectl path corrupted data"
         ws, kc = size / best_ws / 1e6, size / best_kubectl / 1e6
@@ -89,10 +82,8 @@ def main() -> None:
         print(f"  podsync WebSocket exec {ws:.0f} MB/s, kubectl exec -i {kc:.0f} MB/s,")
         print(f"  ratio {ws / kc:.2f}x (target >= 1.0x)")
     finally:
-        subprocess.run(["kubectl", "delete", "pod", pod, "--wait=false"], env=env,
-                       capture_output=True, check=False)  # fmt: skip
-        emulator.stdin.close()
-        emulator.wait(60)
+        kit.close_namespace(kube)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -213,11 +213,19 @@ def latency(container: str, tree: Path, dest: str, saves: int) -> dict[str, list
             break
     else:
         raise SystemExit("podsync did not start watching")
-    probe = subprocess.Popen(
-        ["docker", "exec", "-i", container, "python3", "-c", PROBE],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
+    probe = ["docker", "exec", "-i", container, "python3", "-c", PROBE]
+    samples = measure_latency(tree, dest, saves, probe)
+    sync.send_signal(2)
+    sync.wait(30)
+    return samples
+
+
+def measure_latency(
+    tree: Path, dest: str, saves: int, probe_argv: list[str]
+) -> dict[str, list[float]]:
+    """Save->visible both ways through a running sync; ``probe_argv`` starts PROBE in the
+    container (``docker exec -i C python3 -c PROBE``, ``kubectl exec -i POD -- ...``)."""
+    probe = subprocess.Popen(probe_argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert probe.stdin and probe.stdout
     rng = random.Random(3)
     run_id = os.urandom(4).hex()  # tokens unique per run: a re-run must not see old ones
@@ -254,8 +262,6 @@ def latency(container: str, tree: Path, dest: str, saves: int) -> dict[str, list
         time.sleep(rng.uniform(0.05, 0.15))  # spacing between saves, as a person types
     probe.stdin.close()
     probe.wait()
-    sync.send_signal(2)
-    sync.wait(30)
     return {"push": push, "pull": pull}
 
 

@@ -7,16 +7,28 @@
 # is kept unless --force.
 # Needs: docker (DOCKER_HOST honoured), busybox-static, python3 + its stdlib (apt: python3-minimal
 # libpython3-stdlib). Usage: tests/images/build.sh [--force]
+#
+# tests/images/build.sh --rootfs DIR  writes the same two root filesystems as folders
+# DIR/py and DIR/busybox instead (no Docker needed), for the Kubernetes kit's image.sh
+# (../shared/k8s/image.sh NAME:TAG DIR/py); DIR/recipe holds the recipe hash. Existing
+# folders with the same recipe are kept.
 set -euo pipefail
 
 PY_IMAGE=podsync-test-py:latest
 BUSYBOX_IMAGE=podsync-test-busybox:latest
 FORCE=0
-for arg in "$@"; do
-    case "$arg" in
+ROOTFS_OUT=""
+while (($#)); do
+    case "$1" in
         --force) FORCE=1 ;;
-        *) echo "usage: $0 [--force]" >&2; exit 2 ;;
+        --rootfs)
+            [[ $# -ge 2 ]] || { echo "usage: $0 [--force] [--rootfs DIR]" >&2; exit 2; }
+            ROOTFS_OUT=$2
+            shift
+            ;;
+        *) echo "usage: $0 [--force] [--rootfs DIR]" >&2; exit 2 ;;
     esac
+    shift
 done
 
 if [[ -z "${DOCKER_HOST:-}" && -S /tmp/podsync-docker/docker.sock ]]; then
@@ -95,6 +107,10 @@ build_busybox() {
     import_image "$root" "$BUSYBOX_IMAGE"
 }
 
+build_busybox_rootfs() {
+    base_rootfs "$1"
+}
+
 # Copy a host file (following links) to the same path in the rootfs.
 copy_file() {
     local root=$1 src=$2
@@ -104,6 +120,12 @@ copy_file() {
 
 build_py() {
     local root=$WORK/py
+    build_py_rootfs "$root"
+    import_image "$root" "$PY_IMAGE"
+}
+
+build_py_rootfs() {
+    local root=$1
     base_rootfs "$root"
     local python ver stdlib
     python=$(readlink -f /usr/bin/python3)
@@ -137,8 +159,23 @@ build_py() {
             >"$root/etc/ld.so.conf"
         /sbin/ldconfig -r "$root" 2>/dev/null || true
     fi
-    import_image "$root" "$PY_IMAGE"
 }
+
+# --rootfs DIR: folders only, rebuilt when the recipe changed (or --force).
+if [[ -n "$ROOTFS_OUT" ]]; then
+    mkdir -p "$ROOTFS_OUT"
+    if [[ "$FORCE" == 0 && -d "$ROOTFS_OUT/py" && -d "$ROOTFS_OUT/busybox" \
+        && "$(cat "$ROOTFS_OUT/recipe" 2>/dev/null)" == "$RECIPE" ]]; then
+        echo "build.sh: rootfs folders in $ROOTFS_OUT are up to date"
+        exit 0
+    fi
+    rm -rf "$ROOTFS_OUT/py" "$ROOTFS_OUT/busybox" "$ROOTFS_OUT/recipe"
+    build_busybox_rootfs "$ROOTFS_OUT/busybox"
+    build_py_rootfs "$ROOTFS_OUT/py"
+    echo "$RECIPE" >"$ROOTFS_OUT/recipe"
+    echo "build.sh: rootfs folders $ROOTFS_OUT/py and $ROOTFS_OUT/busybox (recipe $RECIPE)"
+    exit 0
+fi
 
 if need_build "$BUSYBOX_IMAGE"; then
     build_busybox

@@ -19,6 +19,7 @@ from podsync.transport.k8s_select import (
     describe_candidates,
     last_built_tags,
     list_candidates,
+    pick_candidates,
     pod_info,
     same_image,
     select_target,
@@ -105,7 +106,7 @@ def test_select(pods: list[PodInfo], sel: Selector, expected: Target | Waiting) 
 
 ERROR_ROWS = [
     ("several containers without containerName", [pod("a", c("container-0"), c("container-1"))], WEB,
-     r"^pod a has 2 containers \(container-0, container-1\): set containerName to choose one$"),
+     r"^pod a has 2 containers \(container-0, container-1\): choose one with --container \(containerName in devspace.yaml\), or --pick$"),
     ("unknown containerName lists names", [pod("a", c("x"), c("y"))], replace(WEB, container="z"),
      r"^container z not found in pod a \(containers: x, y\)$"),
     ("two containers run the image", [pod("a", c("c0", "john/devbackend:1"), c("c1", "john/devbackend:2"))], BACKEND,
@@ -201,3 +202,29 @@ def test_last_built_tags_from_generated_yaml() -> None:
     }
     assert last_built_tags(generated) == {"backend": "a1b2", "john/devbackend": "a1b2"}
     assert last_built_tags({}) == {}
+
+
+PICK_ROWS = [
+    ("a pod's every container, not an error", [pod("py", c("main"), c("helper"))],
+     Selector(namespace="default", pod="py"), ["py:main", "py:helper"]),
+    ("no selector: every pod and container of the namespace, ready first",
+     [pod("a", age=5), pod("b", c("x"), c("y"), age=1), pod("c", c("main", waiting="ErrImageNeverPull")),
+      pod("elsewhere", ns="other")],
+     Selector(namespace="default"), ["b:x", "b:y", "a:main", "c:main"]),
+    ("labels narrow the pods", [pod("a", labels={"app": "web"}), pod("b", labels={"app": "db"})],
+     WEB, ["a:main"]),
+    ("--container narrows the containers", [pod("a", c("main"), c("helper")), pod("b", c("main"), age=1)],
+     Selector(namespace="default", container="main"), ["a:main", "b:main"]),
+    ("an image: only containers running it", [pod("a", c("c0", "john/devbackend:2"), c("c1", "john/debugger"))],
+     BACKEND, ["a:c0"]),
+    ("terminating pods are not offered", [pod("dying", deleting=True), pod("next")],
+     Selector(namespace="default"), ["next:main"]),
+    ("a replaced pod: same workload, same container", [pod("web-1", owner="Deployment/web"), pod("db-1", owner="Deployment/db")],
+     Selector(namespace="default", owner="Deployment/web", container="main"), ["web-1:main"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("pods", "sel", "expected"), [r[1:] for r in PICK_ROWS],
+                         ids=[r[0] for r in PICK_ROWS])  # fmt: skip
+def test_pick_candidates(pods: list[PodInfo], sel: Selector, expected: list[str]) -> None:
+    assert [f"{x.pod.name}:{x.container.name}" for x in pick_candidates(pods, sel)] == expected

@@ -92,6 +92,8 @@ def build_target(flags: SyncFlags, cfg: ProjectConfig | None) -> TargetSpec:
         "--local-target": flags.local_target,
     }
     chosen = [name for name, value in given.items() if value is not None]
+    if not chosen and flags.pick:  # --pick alone: any pod and container of the namespace
+        return _kube_target(flags, cfg)
     if not chosen:
         raise UsageError("no target: pass exactly one of " + ", ".join(TARGET_FLAGS))
     if len(chosen) > 1:

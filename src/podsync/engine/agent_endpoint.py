@@ -105,6 +105,7 @@ class AgentEndpoint:
         self._out_bytes = 0
         self._reader: asyncio.Task[None] | None = None
         self._pinger: asyncio.Task[None] | None = None
+        self._closing = False
         self.info: dict[str, Any] = {}
         #: Identity of the container filesystem (see engine.state); None when unknown.
         self.fsid: str | None = None
@@ -128,6 +129,10 @@ class AgentEndpoint:
         self._pinger = asyncio.create_task(self._ping_loop())
 
     async def close(self) -> None:
+        # Python 3.11's wait_for returns a result that arrives as it is cancelled and drops
+        # the cancellation: the ping loop would go on forever and this close() wait for it
+        # (seen as podsync never exiting after an initial sync). The flag ends it anyway.
+        self._closing = True
         if self._pinger:
             self._pinger.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -256,7 +261,7 @@ class AgentEndpoint:
             raise TransportError(f"the agent did not answer {header['t']!r} in time") from None
 
     async def _ping_loop(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(PING_INTERVAL_SECONDS)
             try:
                 await self._request({"t": "ping"}, timeout=PING_INTERVAL_SECONDS * 3)

@@ -6,7 +6,6 @@ Owns: turning a TargetSpec into a connected remote Endpoint. May import: ``podsy
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import os
 import sys
@@ -36,18 +35,29 @@ async def open_transport(spec: SyncSpec, log: Any) -> Transport:
     target = spec.target
     if target.kind != "kubernetes":
         return make_transport(target)
-    from podsync.transport.kubernetes import open_kubernetes_target
+    from podsync.transport import k8s_target
 
     def on_wait(waiting: Any) -> None:
         log(f"waiting for a pod: {waiting.message}")
 
     if target.pick:
-        picked = await _pick(target)
-        if picked is not None:
-            return picked
-    return await open_kubernetes_target(
+        transport, _PICKED[id(target)] = await k8s_target.open_picked_target(
+            target,
+            _choose,
+            timeout=pod_wait_seconds(),
+            on_wait=on_wait,
+            last_built_tag=_last_built_tag(spec),
+            previous=_PICKED.get(id(target)),
+        )
+        return transport
+    return await k8s_target.open_kubernetes_target(
         target, timeout=pod_wait_seconds(), on_wait=on_wait, last_built_tag=_last_built_tag(spec)
     )
+
+
+#: --pick choices by target (its id: a session keeps its spec), so a reconnect goes back to
+#: the chosen container, or to its workload's newest pod, without asking again.
+_PICKED: dict[int, Any] = {}
 
 
 def pod_wait_seconds() -> float:
@@ -61,32 +71,28 @@ def pod_wait_seconds() -> float:
         ) from None
 
 
-async def _pick(target: TargetSpec) -> Transport | None:
-    """--pick: when several (pod, container) pairs match, let the user choose (a picker on a
-    TTY; without one, an error listing them). None: at most one matched, select as usual."""
-    from podsync.transport.kubeconfig import load_api_access
-    from podsync.transport.kubernetes import KubernetesTransport, find_candidates, selector_for
-
-    api = await asyncio.to_thread(load_api_access, target.kube_context, target.namespace)
-    candidates = [c for c in await find_candidates(api, selector_for(target, api.namespace))]
-    if len(candidates) <= 1:
-        return None
-    if not sys.stdin.isatty():
-        listing = "; ".join(c.describe() for c in candidates)
+async def _choose(candidates: list[Any]) -> Any:
+    """--pick with several candidates: a picker on a terminal; without one, one line listing
+    them (exit 1)."""
+    labels = [c.describe() for c in candidates]
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise TargetError(
-            f"{len(candidates)} containers match ({listing}); run in a terminal to pick one,"
-            " or name one with --pod and --container"
+            f"--pick: {len(candidates)} containers match ({'; '.join(labels)}); run in a"
+            " terminal to pick one, or name one with --pod and --container"
         )
     import questionary
 
-    labels = [c.describe() for c in candidates]
-    answer = await questionary.select(
-        "Which container should podsync sync with?", labels
-    ).ask_async()
+    question = questionary.select("Which container should podsync sync with?", labels)
+    try:
+        # handle_sigint=False: prompt_toolkit would replace the runner's SIGINT handler and,
+        # when done, put back Python's default, not ours (Ctrl-C then no longer stops podsync).
+        # In the picker, Ctrl-C is a key press (raw mode) and ends here.
+        answer = await question.application.run_async(handle_sigint=False)
+    except (KeyboardInterrupt, EOFError):
+        answer = None
     if answer is None:
-        raise UsageError("--pick: no container chosen")
-    chosen = candidates[labels.index(answer)]
-    return KubernetesTransport(chosen.pod.name, chosen.container.name, chosen.pod.namespace, api)
+        raise TargetError("--pick: no container chosen")
+    return candidates[labels.index(answer)]
 
 
 def _last_built_tag(spec: SyncSpec) -> str | None:

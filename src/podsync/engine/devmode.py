@@ -11,7 +11,6 @@ the stream moves to the new pod too.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import shutil
 import subprocess
@@ -90,26 +89,21 @@ def _read_log(
     lock: threading.Lock,
     stop: threading.Event,
 ) -> None:
-    from podsync.transport.kubeconfig import core_v1
+    from podsync.errors import TransportError
+    from podsync.transport.k8s_rest import open_log_stream
 
     try:
-        response = core_v1(api).read_namespaced_pod_log(
-            name=target.pod,
-            namespace=target.namespace,
-            container=target.container,
-            follow=True,
-            tail_lines=100,
-            _preload_content=False,
-        )
-    except Exception as exc:  # the pod went away between selection and here
+        stream = open_log_stream(api, target.namespace, target.pod, target.container, 100)
+    except TransportError as exc:  # the pod went away between selection and here
         with lock:
-            out.print(Text(prefix + f"(logs unavailable: {type(exc).__name__})", style=colour))
+            out.print(Text(prefix + f"(logs unavailable: {exc})", style=colour))
         return
     pending = b""
     try:
-        for chunk in response.stream(4096):
-            if stop.is_set():
-                return
+        while not stop.is_set():
+            chunk = stream.read(4096)
+            if not chunk:
+                return  # connection closed: the caller waits for the next pod
             pending += chunk
             *lines, pending = pending.split(b"\n")
             with lock:
@@ -117,11 +111,8 @@ def _read_log(
                     text = Text(prefix, style=f"bold {colour}")
                     text.append(line.decode("utf-8", "replace"))
                     out.print(text)
-    except Exception:  # connection closed: the caller waits for the next pod
-        return
     finally:
-        with contextlib.suppress(Exception):
-            response.release_conn()
+        stream.close()
 
 
 async def open_terminal(session: Session) -> int:

@@ -57,8 +57,10 @@ class TargetSpec:
             what = f"pod {self.pod}"
         elif self.label_selector:
             what = "pods " + ",".join(f"{k}={v}" for k, v in sorted(self.label_selector.items()))
-        else:
+        elif self.image_name:
             what = f"image {self.image_name}"
+        else:
+            what = "any pod (--pick)"
         ns = f"{self.namespace}/" if self.namespace else ""
         return f"kubernetes:{ns}{what}" + (f":{self.container}" if self.container else "")
 

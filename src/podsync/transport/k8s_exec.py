@@ -6,7 +6,7 @@ Owns: :func:`dial_exec` (the WebSocket upgrade of ``pods/{name}/exec``, offering
 :class:`~podsync.transport.base.Channel` over that socket), the classification of failed
 upgrades, :class:`KubectlExecTransport` and :func:`read_workdir`. May import: the standard
 library, ``websockets``, ``podsync.errors`` and ``podsync.transport`` (base, process,
-kubeconfig).
+kubeconfig, k8s_rest).
 
 Why not the client's ``stream()``: it buffers every byte of output in memory and moved about
 2 MB/s here. Wire format: every binary message starts with a channel byte, 0 stdin, 1 stdout,
@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from podsync.errors import TransportError
 from podsync.transport.base import RunResult, StderrSink
+from podsync.transport.k8s_rest import proxy_for
 from podsync.transport.kubeconfig import ApiAccess
 from podsync.transport.process import WrappedExecTransport, last_line
 
@@ -111,19 +113,41 @@ def classify_refusal(
 async def dial_exec(
     access: ApiAccess, target: ExecTarget, argv: Sequence[str], stdin: bool
 ) -> ClientConnection:
-    """Open the exec WebSocket for ``argv``; TransportError (or UpgradeRefused) on failure."""
+    """Open the exec WebSocket for ``argv``; TransportError (or UpgradeRefused) on failure.
+
+    A 401 with an exec-credential plugin renews the credential and dials once more."""
+    try:
+        return await _dial(access, target, argv, stdin)
+    except _Unauthorized:
+        if access.plugin is None:
+            raise
+        await asyncio.to_thread(access.refresh)
+        return await _dial(access, target, argv, stdin)
+
+
+class _Unauthorized(TransportError):
+    pass
+
+
+async def _dial(
+    access: ApiAccess, target: ExecTarget, argv: Sequence[str], stdin: bool
+) -> ClientConnection:
     url = exec_url(access.host, target, argv, stdin)
     # An expired plugin token is renewed here by running the plugin: keep the loop free.
-    headers = await asyncio.to_thread(access.auth_headers)
+    if access.plugin is not None:
+        headers = await asyncio.to_thread(access.auth_headers)
+        ssl_ctx = await asyncio.to_thread(access.ssl_context)
+    else:
+        headers, ssl_ctx = access.auth_headers(), access.ssl_context()
     try:
         return await connect(
             url,
             subprotocols=[*SUBPROTOCOLS],  # type: ignore[list-item]
             additional_headers=headers,
-            ssl=access.ssl_context(),
+            ssl=ssl_ctx,
             server_hostname=access.server_hostname,
-            # The kubeconfig's proxy-url, else the environment's (HTTPS_PROXY, NO_PROXY).
-            proxy=getattr(access.configuration, "proxy", None) or True,
+            # The kubeconfig's proxy-url, else the environment's (never for loopback).
+            proxy=proxy_for(access),
             compression=None,
             user_agent_header=USER_AGENT,
             open_timeout=OPEN_TIMEOUT_SECONDS,
@@ -135,12 +159,20 @@ async def dial_exec(
         )
     except InvalidStatus as exc:
         resp = exc.response
-        raise classify_refusal(access, target, resp.status_code, bytes(resp.body or b"")) from exc
+        refusal = classify_refusal(access, target, resp.status_code, bytes(resp.body or b""))
+        if resp.status_code == 401:
+            raise _Unauthorized(str(refusal)) from exc
+        raise refusal from exc
     except InvalidHandshake as exc:
         raise UpgradeRefused(f"{target.describe()}: WebSocket exec failed: {exc}") from exc
     except TimeoutError as exc:
         raise TransportError(
             f"cannot connect to the Kubernetes API at {access.host}: timed out"
+        ) from exc
+    except ssl.SSLCertVerificationError as exc:
+        raise TransportError(
+            f"cannot connect to the Kubernetes API at {access.host}: certificate verify"
+            f" failed: {exc.verify_message}"
         ) from exc
     except OSError as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
@@ -176,6 +208,7 @@ class WebSocketExecChannel:
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(STDOUT_QUEUE)
         self._buf = b""
         self._eof = False
+        self._done = False  # the pump has ended: nothing more will be queued
         self._stderr_tail = b""
         self._exit: int | None = None
         self._stdin_closed = False
@@ -205,7 +238,13 @@ class WebSocketExecChannel:
             self._stderr(b"", final=True)
             if self._exit is None:
                 self._exit = -1
-            await self._queue.put(b"")
+            # Never wait here for room in the queue: when the consumer has stopped reading
+            # (kill() of a command flooding stdout) that wait would never end, and neither
+            # would kill() or wait(). A full queue drops the EOF marker; read() then sees
+            # _done once it has drained the queue.
+            self._done = True
+            with contextlib.suppress(asyncio.QueueFull):
+                self._queue.put_nowait(b"")
 
     def _stderr(self, data: bytes, final: bool = False) -> None:
         self._stderr_tail += data
@@ -229,7 +268,8 @@ class WebSocketExecChannel:
 
     async def read(self, n: int) -> bytes:
         if not self._buf:
-            if self._eof:
+            if self._eof or (self._done and self._queue.empty()):
+                self._eof = True
                 return b""
             chunk = await self._queue.get()
             if not chunk:
@@ -271,8 +311,10 @@ class WebSocketExecChannel:
 
     async def wait(self) -> int:
         """The exit code (-1 when the connection ended without one). As with a pipe, stdout
-        must be read to its end, or a command with unread output cannot finish."""
-        await asyncio.shield(self._reader)
+        must be read to its end, or a command with unread output cannot finish. After
+        kill() it returns at once (the pump's cancellation is not ours to raise)."""
+        if not self._reader.done():
+            await asyncio.wait({self._reader})  # never cancels the pump when we are cancelled
         return self._exit if self._exit is not None else -1
 
     async def kill(self) -> None:

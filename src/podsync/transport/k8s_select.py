@@ -71,6 +71,8 @@ class Selector:
     container: str | None = None
     #: Tag last built for that image (``.devspace/generated.yaml``), preferred when present.
     last_built_tag: str | None = None
+    #: Only pods of this workload (e.g. ``Deployment/web``): a picked pod's replacement.
+    owner: str | None = None
 
     def describe(self) -> str:
         if self.pod:
@@ -79,8 +81,12 @@ class Selector:
             what = "pods with labels " + ",".join(
                 f"{k}={v}" for k, v in sorted(self.label_selector.items())
             )
-        else:
+        elif self.image_ref:
             what = f"pods running image {self.image_ref} (imageName {self.image_name})"
+        else:
+            what = "pods"
+        if self.owner:
+            what += f" of {self.owner}"
         return f"{what} in namespace {self.namespace}"
 
 
@@ -270,9 +276,27 @@ def _container_of(pod: PodInfo, sel: Selector) -> ContainerInfo | None:
     if len(pod.containers) != 1:
         raise TargetError(
             f"pod {pod.name} has {len(pod.containers)} containers ({_names(pod.containers)}): "
-            "set containerName to choose one"
+            "choose one with --container (containerName in devspace.yaml), or --pick"
         )
     return pod.containers[0]
+
+
+def _pod_matches(pod: PodInfo, sel: Selector) -> bool:
+    if pod.namespace and pod.namespace != sel.namespace:
+        return False
+    if sel.pod is not None and pod.name != sel.pod:
+        return False
+    if sel.owner is not None and pod.owner != sel.owner:
+        return False
+    return sel.label_selector is None or _matches_labels(pod, sel.label_selector)
+
+
+def _best_first(found: list[Candidate], sel: Selector) -> list[Candidate]:
+    if sel.image_ref is not None and sel.last_built_tag:
+        latest = [c for c in found if split_image(c.container.image)[1] == sel.last_built_tag]
+        found = latest or found
+    found.sort(key=lambda c: (c.usable, c.pod.ready, c.pod.created, c.pod.name), reverse=True)
+    return found
 
 
 def list_candidates(pods: Sequence[PodInfo], sel: Selector) -> list[Candidate]:
@@ -282,20 +306,29 @@ def list_candidates(pods: Sequence[PodInfo], sel: Selector) -> list[Candidate]:
     containerName, unknown containerName, several containers running the image)."""
     found = []
     for pod in pods:
-        if pod.namespace and pod.namespace != sel.namespace:
-            continue
-        if sel.pod is not None and pod.name != sel.pod:
-            continue
-        if sel.label_selector is not None and not _matches_labels(pod, sel.label_selector):
+        if not _pod_matches(pod, sel):
             continue
         container = _container_of(pod, sel)
         if container is not None:
             found.append(Candidate(pod, container))
-    if sel.image_ref is not None and sel.last_built_tag:
-        latest = [c for c in found if split_image(c.container.image)[1] == sel.last_built_tag]
-        found = latest or found
-    found.sort(key=lambda c: (c.usable, c.pod.ready, c.pod.created, c.pod.name), reverse=True)
-    return found
+    return _best_first(found, sel)
+
+
+def pick_candidates(pods: Sequence[PodInfo], sel: Selector) -> list[Candidate]:
+    """What ``--pick`` offers: every container of every pod the selector matches (every pod of
+    the namespace when it names none), narrowed to ``sel.container`` when set and, for an
+    image, to the containers running it; terminating pods left out; best first. Never
+    raises: several containers are what a picker is for."""
+    repo = split_image(sel.image_ref)[0] if sel.image_ref is not None else None
+    found = [
+        Candidate(pod, c)
+        for pod in pods
+        if _pod_matches(pod, sel) and not pod.deleting
+        for c in pod.containers
+        if (sel.container is None or c.name == sel.container)
+        and (repo is None or split_image(c.image)[0] == repo)
+    ]
+    return _best_first(found, sel)
 
 
 def select_target(pods: Sequence[PodInfo], sel: Selector) -> Target | Waiting:

@@ -2,10 +2,9 @@
 
 Owns: :class:`KubernetesTransport` (the :class:`~podsync.transport.base.Transport` for one
 pod container), the choice between WebSocket exec and ``kubectl exec -i``
-(``PODSYNC_K8S_EXEC=auto|websocket|kubectl``), and :func:`open_kubernetes_target`, which
-turns a TargetSpec into a transport (kubeconfig, pod listing, the pure choice of
-``k8s_select``, waiting for a ready pod). May import: the standard library, ``podsync.errors``
-and ``podsync.transport``. Knows nothing of sync.
+(``PODSYNC_K8S_EXEC=auto|websocket|kubectl``). Which pod to open it on is ``k8s_target``'s.
+May import: the standard library, ``podsync.errors`` and ``podsync.transport``. Knows nothing
+of sync.
 
 Commands run behind the same PID-announcing ``sh`` wrapper as the docker and ssh transports:
 closing an exec stream does not end the command in the container, so ``kill()`` ends it by
@@ -22,10 +21,11 @@ import contextlib
 import logging
 import os
 import shutil
-from collections.abc import Callable, Sequence
-from typing import Literal, Protocol
+import time
+from collections.abc import Sequence
+from typing import Literal
 
-from podsync.errors import TargetError, TransportError, UsageError
+from podsync.errors import TransportError, UsageError
 from podsync.transport.base import RunResult, StderrSink
 from podsync.transport.k8s_exec import (
     ExecTarget,
@@ -35,23 +35,7 @@ from podsync.transport.k8s_exec import (
     dial_exec,
     read_workdir,
 )
-from podsync.transport.k8s_select import (
-    Candidate,
-    PodInfo,
-    Selector,
-    Target,
-    Waiting,
-    label_selector_query,
-    list_candidates,
-    pod_info,
-    select_target,
-)
-from podsync.transport.kubeconfig import (
-    ApiAccess,
-    list_pod_objects,
-    load_api_access,
-    read_pod_object,
-)
+from podsync.transport.kubeconfig import ApiAccess
 from podsync.transport.process import (
     KILL_SCRIPT,
     START_TIMEOUT_SECONDS,
@@ -132,6 +116,10 @@ class KubernetesTransport:
         self._kubectl: KubectlExecTransport | None = None
         self._shell: bool | None = None  # False: no sh in the container (run unwrapped)
         self._v5: bool | None = None  # learned from the first connection
+        #: Seconds spent reaching the pod, for sync.log: ``kubeconfig`` and ``select`` (the
+        #: API requests choosing the pod, waiting included; set by k8s_target), ``exec_dial``
+        #: (the last exec's TLS + WebSocket upgrade, until the command runs).
+        self.phase_seconds: dict[str, float] = {}
 
     # -- choosing the path ----------------------------------------------------------------
     @property
@@ -178,7 +166,9 @@ class KubernetesTransport:
     async def _open(
         self, argv: Sequence[str], sink: StderrSink, stdin: bool
     ) -> WebSocketExecChannel:
+        started = time.perf_counter()
         ws = await dial_exec(self.api, self.target, argv, stdin)
+        self.phase_seconds["exec_dial"] = time.perf_counter() - started
         channel = WebSocketExecChannel(ws, sink, self.description)
         self._v5 = channel.v5
         return channel
@@ -270,98 +260,3 @@ class KubernetesTransport:
             raise TransportError(f"{self.description}: cannot run {argv[0]}: {why}")
         self._shell = True
         return RunResult(exit_code=code, stdout=found[1], stderr=err)
-
-
-# -- from a TargetSpec to a transport ---------------------------------------------------------
-class KubeTarget(Protocol):
-    """What selection reads of ``podsync.engine.spec.TargetSpec`` (kept structural: the
-    transport layer does not import the engine's modules)."""
-
-    @property
-    def pod(self) -> str | None: ...
-    @property
-    def label_selector(self) -> dict[str, str] | None: ...
-    @property
-    def image_name(self) -> str | None: ...
-    @property
-    def image_ref(self) -> str | None: ...
-    @property
-    def container(self) -> str | None: ...
-    @property
-    def namespace(self) -> str | None: ...
-    @property
-    def kube_context(self) -> str | None: ...
-
-
-def selector_for(spec: KubeTarget, namespace: str, last_built_tag: str | None = None) -> Selector:
-    """The pure selection options of a kubernetes :class:`TargetSpec`."""
-    if sum(x is not None for x in (spec.pod, spec.label_selector, spec.image_name)) != 1:
-        raise UsageError("set exactly one of pod, labelSelector or imageName")
-    if spec.image_name is not None and not spec.image_ref:
-        raise UsageError(f"imageName {spec.image_name}: no image is known for it")
-    return Selector(
-        namespace=namespace,
-        pod=spec.pod,
-        label_selector=spec.label_selector,
-        image_ref=spec.image_ref if spec.image_name is not None else None,
-        image_name=spec.image_name,
-        container=spec.container,
-        last_built_tag=last_built_tag,
-    )
-
-
-async def list_pods(api: ApiAccess, sel: Selector) -> list[PodInfo]:
-    """The pods of the selector's namespace (label-filtered by the server when possible)."""
-    labels = label_selector_query(sel.label_selector) if sel.label_selector else None
-    objs = await asyncio.to_thread(list_pod_objects, api, sel.namespace, labels)
-    return [pod_info(o) for o in objs]
-
-
-async def wait_for_target(
-    api: ApiAccess,
-    sel: Selector,
-    timeout: float = 300.0,
-    on_wait: Callable[[Waiting], None] | None = None,
-) -> Target:
-    """Select the target, waiting (polling) while the best match is not ready.
-
-    ``on_wait`` hears every new :class:`Waiting` (to show what we wait for); at the deadline
-    the pod's own reason is raised as a TargetError."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    delay, last = 0.2, None
-    while True:
-        result = select_target(await list_pods(api, sel), sel)
-        if isinstance(result, Target):
-            return result
-        if result != last and on_wait is not None:
-            on_wait(result)
-        last = result
-        if loop.time() + delay > deadline:
-            raise TargetError(f"gave up after {timeout:g} s: {result.message}")
-        await asyncio.sleep(delay)
-        delay = min(delay * 1.5, 2.0)
-
-
-async def open_kubernetes_target(
-    spec: KubeTarget,
-    timeout: float = 300.0,
-    on_wait: Callable[[Waiting], None] | None = None,
-    last_built_tag: str | None = None,
-) -> KubernetesTransport:
-    """kubeconfig -> selection (waiting for a ready pod) -> a transport into that container."""
-    api = await asyncio.to_thread(load_api_access, spec.kube_context, spec.namespace)
-    sel = selector_for(spec, api.namespace, last_built_tag)
-    target = await wait_for_target(api, sel, timeout, on_wait)
-    return KubernetesTransport(target.pod, target.container, target.namespace, api)
-
-
-async def find_candidates(api: ApiAccess, sel: Selector) -> list[Candidate]:
-    """Every matching (pod, container), best first, for ``--pick`` or an error listing."""
-    return list_candidates(await list_pods(api, sel), sel)
-
-
-async def read_pod(api: ApiAccess, namespace: str, name: str) -> PodInfo | None:
-    """The pod now (None when it is gone): to notice deletion, restarts or replacement."""
-    obj = await asyncio.to_thread(read_pod_object, api, namespace, name)
-    return None if obj is None else pod_info(obj)
