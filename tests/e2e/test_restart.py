@@ -239,3 +239,19 @@ def test_restart_after_the_local_folder_was_replaced_by_an_empty_one_halts(
     again = start(target, root, workdir, running, NO_FETCH)
     _halts_and_container_keeps_everything(again, target)
     assert "--reset-state" in again.output
+
+
+def test_dry_run_with_reset_state_previews_the_spec_initial_sync(
+    target: Target, workdir: Path, running: list[SyncProcess]
+) -> None:
+    """--dry-run --reset-state shows what --reset-state would do (usertest), and forgets
+    nothing: the next real run still resumes."""
+    seed(workdir, target, ["a.txt"])
+    once(target, workdir, running, NO_FETCH)
+    target.far.write("a.txt", b"container edit, newer\n")
+    preview = once(target, workdir, running, NO_FETCH, "--dry-run", "--reset-state")
+    assert "initial sync plan" in preview.output and "conflict" in preview.output, preview.output
+    assert read_local(workdir, "a.txt") == b"v1 a.txt\n"
+    resumed = once(target, workdir, running, NO_FETCH)
+    assert "resume" in resumed.output, resumed.output
+    assert read_local(workdir, "a.txt") == b"container edit, newer\n"

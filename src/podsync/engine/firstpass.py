@@ -120,7 +120,7 @@ class FirstPass:
         """Which two folders the ancestor may describe: take a saved state on a restart; drop
         the ancestor when the far side turns out to be another filesystem."""
         local_id = local_identity(self.spec.local_root)
-        if restart:
+        if restart and not self.options.reset_state:  # (a dry run keeps the file)
             self._adopt_saved(fsid, local_id)
         elif fsid is not None and self._fsid is not None and fsid != self._fsid:
             noun = self.spec.target.noun
