@@ -17,6 +17,26 @@ FILE: Kind = "file"
 DIR: Kind = "dir"
 LINK: Kind = "link"
 
+#: Ranges of values from the other side: sizes are off_t, mtimes what ``os.utime(ns=...)``
+#: and a 64-bit ``struct timespec`` accept; link targets at most PATH_MAX bytes.
+SIZE_MAX = (1 << 63) - 1
+MTIME_MIN = -(1 << 63)
+MTIME_MAX = (1 << 63) - 1
+TARGET_MAX = 4095
+
+
+def fs_text(text: str) -> bool:
+    """True when ``text`` is what ``os.fsdecode`` (UTF-8, surrogateescape) gives for some
+    bytes: names that are not UTF-8 hold lone surrogates U+DC80..U+DCFF, each for one byte
+    that does not decode; any other lone surrogate, or one standing for bytes that do decode,
+    names nothing on disk."""
+    if text.isascii():
+        return True
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape") == text
+    except UnicodeEncodeError:
+        return False
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -60,19 +80,31 @@ class Entry:
         from podsync.errors import ProtocolError
 
         if not isinstance(raw, list) or len(raw) != 5:
-            raise ProtocolError(f"malformed entry {raw!r}")
+            raise ProtocolError(f"malformed entry {raw!r:.100}")
         k, size, mtime, exe, target = raw
-        kinds = {"f": FILE, "d": DIR, "l": LINK}
-        if k not in kinds or not isinstance(size, int) or not isinstance(mtime, int):
-            raise ProtocolError(f"malformed entry {raw!r}")
-        if size < 0 or exe not in (0, 1) or not (target is None or isinstance(target, str)):
-            raise ProtocolError(f"malformed entry {raw!r}")
-        kind = kinds[k]
-        if (kind == LINK) != (target is not None):
-            raise ProtocolError(f"malformed entry {raw!r}")
+        kind = _KINDS.get(k) if isinstance(k, str) else None
+        if (
+            kind is None
+            or type(size) is not int
+            or type(mtime) is not int
+            or type(exe) is not int
+            or not (0 <= size <= SIZE_MAX and MTIME_MIN <= mtime <= MTIME_MAX and exe in (0, 1))
+        ):
+            raise ProtocolError(f"malformed entry {raw!r:.100}")
+        if kind == LINK:
+            if not (
+                isinstance(target, str)
+                and 0 < len(target) <= TARGET_MAX
+                and "\x00" not in target
+                and fs_text(target)
+            ):
+                raise ProtocolError(f"malformed link entry {raw!r:.100}")
+        elif target is not None:
+            raise ProtocolError(f"malformed entry {raw!r:.100}")
         return new_entry(kind, size, mtime, bool(exe), target)
 
 
+_KINDS: Dict[str, Kind] = {"f": FILE, "d": DIR, "l": LINK}
 _new = object.__new__
 _set = object.__setattr__
 
