@@ -74,6 +74,12 @@ class Link:
         self.current: Optional[int] = None
         self.units = 0
         self.cancelled: Set[int] = set()
+        #: Bytes of chunk bodies podsync lets a ``get`` send ahead (flow control: what podsync
+        #: has not consumed yet stays small, so a stall here shows there within the liveness
+        #: whatever the bandwidth limit).
+        self._credit: Dict[int, int] = {}
+        self._window: Dict[int, int] = {}
+        self._credit_cond = threading.Condition()
         #: Called (from another thread) just before a forced exit: remove temp files.
         self.on_force_exit: Callable[[], None] = lambda: None
         self._inbox: "queue.Queue[Optional[Frame]]" = queue.Queue(INBOX_FRAMES)
@@ -99,6 +105,8 @@ class Link:
             self._inbox.put_nowait(None)
         with self._cond:
             self._cond.notify_all()
+        with self._credit_cond:
+            self._credit_cond.notify_all()
         threading.Thread(target=self._exit_if_stuck, name="podsync-agent-exit", daemon=True).start()
 
     def finished(self) -> None:
@@ -168,6 +176,15 @@ class Link:
                     if len(self.cancelled) >= CANCELS_KEPT:
                         self.cancelled.clear()
                     self.cancelled.add(request_id)
+                    with self._credit_cond:
+                        self._credit_cond.notify_all()
+            elif kind == "credit":
+                request_id, amount = frame.header.get("id"), frame.header.get("n")
+                if isinstance(request_id, int) and isinstance(amount, int) and amount > 0:
+                    with self._credit_cond:
+                        if request_id in self._credit:
+                            self._credit[request_id] += amount
+                            self._credit_cond.notify_all()
             elif kind == "bye":
                 return False
             else:
@@ -198,6 +215,34 @@ class Link:
             self._data.append(frame)
             self._data_bytes += len(frame)
             self._cond.notify_all()
+
+    def open_window(self, request_id: int, window: int) -> None:
+        """A ``get`` may send ``window`` bytes of chunks before podsync grants more."""
+        with self._credit_cond:
+            self._credit = {request_id: window}
+            self._window = {request_id: window}
+
+    def close_window(self, request_id: int) -> None:
+        with self._credit_cond:
+            self._credit.pop(request_id, None)
+            self._window.pop(request_id, None)
+
+    def spend(self, request_id: int, amount: int) -> bool:
+        """Wait until podsync lets ``request_id`` send ``amount`` more bytes, and take them.
+        False when the request was cancelled meanwhile; :class:`Stopped` when stopping. A
+        chunk larger than the whole window goes once nothing is outstanding."""
+        with self._credit_cond:
+            while True:
+                if self.stopping.is_set():
+                    raise Stopped()
+                if request_id in self.cancelled:
+                    return False
+                credit = self._credit.get(request_id, amount)
+                if credit >= amount or credit >= self._window.get(request_id, 0):
+                    if request_id in self._credit:
+                        self._credit[request_id] = credit - amount
+                    return True
+                self._credit_cond.wait(0.5)
 
     def begin(self, request_id: int) -> None:
         self.current = request_id

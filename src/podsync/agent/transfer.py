@@ -28,6 +28,8 @@ from podsync.wire.frames import Frame
 
 #: Put results are sent at least this often while a put lasts (progress for the engine).
 DONE_EVERY_SECONDS = 1.0
+#: The most a ``get`` may send ahead of what podsync consumed (podsync says how much less).
+WINDOW_MAX = 64 << 20
 
 
 class Put:
@@ -188,20 +190,27 @@ class Transfers:
         chunk = frame.header.get("chunk", CHUNK_BYTES)
         if not isinstance(chunk, int) or not 4096 <= chunk <= CHUNK_BYTES:
             chunk = CHUNK_BYTES
+        window = frame.header.get("window", WINDOW_MAX)
+        if not isinstance(window, int) or not chunk <= window <= WINDOW_MAX:
+            window = max(chunk, min(4 * CHUNK_BYTES, WINDOW_MAX))
         problems: List[Problem] = []
         cancelled = False
-        for path in paths:
-            if request_id in self.link.cancelled:
-                cancelled = True
-                break
-            try:
-                if not self._send_one(request_id, rep, path, compress, chunk):
+        self.link.open_window(request_id, window)
+        try:
+            for path in paths:
+                if request_id in self.link.cancelled:
                     cancelled = True
                     break
-            except Stopped:
-                raise
-            except Exception as exc:
-                problems.append(Problem(path, f"cannot read: {error_text(exc)}"))
+                try:
+                    if not self._send_one(request_id, rep, path, compress, chunk):
+                        cancelled = True
+                        break
+                except Stopped:
+                    raise
+                except Exception as exc:
+                    problems.append(Problem(path, f"cannot read: {error_text(exc)}"))
+        finally:
+            self.link.close_window(request_id)
         result: Dict[str, Any] = {
             "t": "result",
             "id": request_id,
@@ -251,6 +260,8 @@ class Transfers:
                     if len(packed) < len(data) * 0.9:
                         header["z"] = True
                         data = packed
+                if not self.link.spend(request_id, len(data)):
+                    return False
                 self.link.send(header, data)
                 self.link.work(len(data) + 1)
                 if last:

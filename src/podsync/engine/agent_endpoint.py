@@ -74,6 +74,7 @@ class AgentSourceFile:
                 self.finished = True
                 self.changed = m.flag(frame.header, "changed") or received != size
             await self._owner.download_throttle.take(len(frame.body))
+            self._owner._link.grant(self._request, len(frame.body))
             yield data
             if end:
                 return
@@ -131,9 +132,13 @@ class AgentEndpoint:
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self, rules: Rules, watch: bool) -> None:
         self._link.start()
-        reply = await self._link.call(
-            {"t": "hello", "rules": rules.to_wire(), "watch": watch, "compress": self._compress}
-        )
+        try:
+            reply = await self._link.call(
+                {"t": "hello", "rules": rules.to_wire(), "watch": watch, "compress": self._compress}
+            )
+        except BaseException:
+            await self._link.close()
+            raise
         header = reply.header
         info: dict[str, Any] = {"watcher": m.text_field(header, "watcher", "off")}
         for name in ("python", "root"):
@@ -260,16 +265,17 @@ class AgentEndpoint:
     async def _read_batch(self, paths: list[RelPath]) -> AsyncIterator[AgentSourceFile]:
         chunk = self.download_throttle.chunk_size(CHUNK_BYTES)
         rate = self.download_throttle.rate
-        # Under a bandwidth limit at most about a second of data waits here, so a stall of
-        # the agent is noticed soon after the consumer has caught up.
-        capacity = max(chunk, min(4 * CHUNK_BYTES, rate)) if rate else 4 * CHUNK_BYTES
-        request = self._link.open("get", nbytes=capacity)
+        # Flow control: the agent sends at most ``window`` bytes ahead of what was consumed
+        # (about a second of data under a bandwidth limit), so after a stall of the agent
+        # what is still on the way is consumed soon and the silence counts.
+        window = max(chunk, min(4 * CHUNK_BYTES, rate)) if rate else 4 * CHUNK_BYTES
+        request = self._link.open("get", nbytes=window + CHUNK_BYTES)
         wanted = set(paths)
         source: AgentSourceFile | None = None
         try:
             async with self._link.exclusive():
                 header = {"t": "get", "id": request.id, "paths": paths, "chunk": chunk}
-                await self._link.send({**header, "compress": self._compress})
+                await self._link.send({**header, "compress": self._compress, "window": window})
             while True:
                 if source is not None and not source.finished:
                     await source.skip()

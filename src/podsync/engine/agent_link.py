@@ -158,6 +158,9 @@ class AgentLink:
     def _lost(self) -> PodsyncError:
         """The far side went away: say what was going on."""
         tail = self._stderr_tail().strip()
+        if self._decoder.peer_version is None:
+            said = self._decoder.printed or tail
+            return TransportError("the agent did not start" + (f": {said}" if said else ""))
         during = f" {self.activity}" if self.activity else ""
         if tail:
             return TransportError(f"the agent stopped{during}: {tail}")
@@ -185,6 +188,13 @@ class AgentLink:
             while len(self._cancelled) > CANCELLED_KEPT:
                 self._cancelled.popitem(last=False)
             self.control({"t": "cancel", "id": request.id})
+
+    def grant(self, request: Request, amount: int) -> None:
+        """Let ``request`` (a get) send ``amount`` more bytes: what we consumed. The agent
+        then has new work, so its silence counts from now."""
+        if self.failure is None and request.id in self._requests and amount > 0:
+            self.control({"t": "credit", "id": request.id, "n": amount})
+            self._work_at = time.monotonic()
 
     async def call(self, header: dict[str, Any]) -> Frame:
         """Send one request and return its ``result`` frame (AgentError for ``error``)."""

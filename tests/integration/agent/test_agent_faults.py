@@ -80,6 +80,35 @@ def test_pause_during_an_upload_is_noticed_and_the_agent_leaves_nothing(
     wait_until(lambda: temps_in(container) == "", 10, message="temp file left behind")
 
 
+@pytest.mark.parametrize("rate", [MIB, 32 * 1024], ids=["1MiB-s", "32KiB-s"])
+def test_pause_during_a_throttled_download_is_noticed(
+    paused_cleanup: str, loop: Loop, rate: int
+) -> None:
+    """The other direction, under a bandwidth limit: what is still on the way (at most a
+    window of about a second of data: flow control) is consumed at the limit's pace, then
+    the silence counts: within 30 s (default liveness) even at a low limit."""
+    container = paused_cleanup
+    d.docker_exec(container, ["sh", "-c", "head -c 30000000 /dev/urandom > /app/big.bin"])
+    session = loop.run(start_agent(DockerTransport(container), "/app", download=rate))
+    got: list[int] = []
+
+    async def download() -> None:
+        async for source in session.endpoint.read([RelPath("big.bin")]):
+            async for chunk in source.chunks():
+                got.append(len(chunk))
+
+    task = loop.start(download())
+    wait_until(lambda: sum(got) > 2 * rate, 30, message="the download never began")
+    assert d.docker("pause", container).returncode == 0
+    paused_at = time.monotonic()
+    with pytest.raises(PeerStalled) as caught:
+        task.result(DETECTION_BOUND + 10)
+    detected = time.monotonic() - paused_at
+    print(f"pause during a throttled download: detected after {detected:.1f} s: {caught.value}")
+    assert detected < DETECTION_BOUND
+    loop.run(session.endpoint.close(), 10)
+
+
 def test_pause_while_idle_is_noticed(paused_cleanup: str, loop: Loop) -> None:
     """Watch phase, nothing to sync: the unanswered ping reveals a paused container."""
     container = paused_cleanup
