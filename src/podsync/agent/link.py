@@ -36,8 +36,9 @@ from podsync.errors import PodsyncError, ProtocolError
 from podsync.limits import AGENT_IDLE_EXIT_SECONDS, KEEPALIVE_SECONDS
 from podsync.wire.frames import Decoder, Frame, encode, handshake_bytes, printable
 
-#: Requests (and put frames) waiting for the main thread.
-INBOX_FRAMES = 8
+#: Batches of request (and put) frames waiting for the main thread: each batch is what one
+#: read of stdin completed (at most a frame plus a read), so a few MiB at most.
+INBOX_BATCHES = 8
 #: Data frames waiting for the writer; small frames are written together up to WRITE_BYTES.
 OUTBOX_BYTES = 4 << 20
 WRITE_BYTES = 256 * 1024
@@ -82,7 +83,8 @@ class Link:
         self._credit_cond = threading.Condition()
         #: Called (from another thread) just before a forced exit: remove temp files.
         self.on_force_exit: Callable[[], None] = lambda: None
-        self._inbox: "queue.Queue[Optional[Frame]]" = queue.Queue(INBOX_FRAMES)
+        self._inbox: "queue.Queue[Optional[List[Frame]]]" = queue.Queue(INBOX_BATCHES)
+        self._ready: Deque[Frame] = collections.deque()  # the main thread's current batch
         self._cond = threading.Condition()
         self._control: Deque[bytes] = collections.deque()
         self._data: Deque[bytes] = collections.deque()
@@ -129,17 +131,30 @@ class Link:
         while True:
             if self.stopping.is_set():
                 raise Stopped()
+            if self._ready:
+                return self._ready.popleft()
             try:
-                frame = self._inbox.get(timeout=0.5)
+                batch = self._inbox.get(timeout=0.5)
             except queue.Empty:
                 continue
-            if frame is None:
+            if batch is None:
                 raise Stopped()
-            return frame
+            self._ready.extend(batch)
+
+    def queue_frames(self, frames: List[Frame]) -> bool:
+        """Queue ``frames`` for the main thread, waiting while the queue is full (this is the
+        backpressure that reaches the pipe); False when stopping."""
+        while not self.stopping.is_set():
+            try:
+                self._inbox.put(frames, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def idle(self) -> bool:
         """True when no request frame waits for the main thread."""
-        return self._inbox.empty()
+        return not self._ready and self._inbox.empty()
 
     def _read_loop(self) -> None:
         decoder = Decoder("podsync")
@@ -166,35 +181,35 @@ class Link:
 
     def _take(self, frames: List[Frame]) -> bool:
         """Handle control frames at once and queue the rest; False on ``bye``."""
+        requests: List[Frame] = []
         for frame in frames:
             kind = frame.type
             if kind == "ping":
                 self.control({"t": "ack", "rx": self.rx})
             elif kind == "cancel":
-                request_id = frame.header.get("id")
-                if isinstance(request_id, int):
-                    if len(self.cancelled) >= CANCELS_KEPT:
-                        self.cancelled.clear()
-                    self.cancelled.add(request_id)
-                    with self._credit_cond:
-                        self._credit_cond.notify_all()
+                self._cancel(frame.header.get("id"))
             elif kind == "credit":
-                request_id, amount = frame.header.get("id"), frame.header.get("n")
-                if isinstance(request_id, int) and isinstance(amount, int) and amount > 0:
-                    with self._credit_cond:
-                        if request_id in self._credit:
-                            self._credit[request_id] += amount
-                            self._credit_cond.notify_all()
+                self._grant(frame.header.get("id"), frame.header.get("n"))
             elif kind == "bye":
                 return False
             else:
-                while not self.stopping.is_set():
-                    try:
-                        self._inbox.put(frame, timeout=0.5)
-                        break
-                    except queue.Full:
-                        continue
-        return True
+                requests.append(frame)
+        return not requests or self.queue_frames(requests)
+
+    def _cancel(self, request_id: Any) -> None:
+        if isinstance(request_id, int):
+            if len(self.cancelled) >= CANCELS_KEPT:
+                self.cancelled.clear()
+            self.cancelled.add(request_id)
+            with self._credit_cond:
+                self._credit_cond.notify_all()
+
+    def _grant(self, request_id: Any, amount: Any) -> None:
+        if isinstance(request_id, int) and isinstance(amount, int) and amount > 0:
+            with self._credit_cond:
+                if request_id in self._credit:
+                    self._credit[request_id] += amount
+                    self._credit_cond.notify_all()
 
     # -- output ------------------------------------------------------------------------------
     def control(self, header: Dict[str, Any]) -> None:

@@ -313,7 +313,8 @@ class AgentLink:
                     del self._cancelled[request_id]
                 return
             raise ProtocolError(f"the agent sent {kind!r} for request {request_id}, not open")
-        self._work_at = time.monotonic()
+        # Work on a request shows the agent alive and reading, as an acknowledgement does.
+        self._work_at = self._unacked_since = time.monotonic()
         if kind == "progress":
             return
         if kind == "done" and request.on_done is not None:

@@ -119,7 +119,7 @@ def test_a_150k_entry_tree_in_every_phase(big_container: str, tmp_path: Path) ->
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
-def test_a_single_directory_of_50k_files_in_every_phase(py_container: str, tmp_path: Path) -> None:
+def test_a_single_directory_of_50k_files_in_every_phase(big_container: str, tmp_path: Path) -> None:
     """Created in the container (the download direction), then a burst of 5000 more files in
     the same folder while watching (a hint too large for one message: the engine lists the
     folder with a streamed scan)."""

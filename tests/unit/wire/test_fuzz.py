@@ -259,8 +259,7 @@ def test_arbitrary_requests_never_end_the_agent(
     try:
         queued = [Frame(h, b) for h, b in frames]
         first, rest = queued[0], queued[1:]
-        for frame in rest:
-            server.link._inbox.put_nowait(frame)
+        server.link._inbox.put_nowait(rest)
         server.link._inbox.put_nowait(None)  # then the input ends
         try:
             server.dispatch(first)
