@@ -72,6 +72,7 @@ class Server:
         self.recent_lock = threading.Lock()
         self.recent_limit = RECENT_MIN_LIMIT
         self.warn_lock = threading.Lock()
+        self.scan_lock = threading.Lock()
 
     # -- main loop ---------------------------------------------------------------------------
     def serve(self) -> int:
@@ -163,7 +164,7 @@ class Server:
     def on_scan(self, request_id: int, frame: Frame) -> None:
         rep = self._rep()
         under = m.paths_from_wire(frame.header.get("under", []))
-        snapshot = rep.scan(under)
+        snapshot, unreadable = self._scan(rep, under)
         self._send_warnings()
         for piece in m.listing_pieces(snapshot, self._too_long):
             if request_id in self.link.cancelled:
@@ -173,7 +174,18 @@ class Server:
             self.link.send({"t": "list", "id": request_id, "z": compressed}, body)
             self.link.work(len(piece) + 1)
         self._send_warnings()
-        self.link.send({"t": "result", "id": request_id})
+        # What the scan could not read is unknown, not gone: the engine keeps what it knew
+        # there (widened to parents when many, which keeps more, never less).
+        unknown = bounded_roots(minimal_roots(unreadable)) if unreadable else []
+        self.link.send({"t": "result", "id": request_id, "unreadable": unknown})
+
+    def _scan(
+        self, rep: Replica, under: List[RelPath]
+    ) -> Tuple[Dict[RelPath, Entry], List[RelPath]]:
+        """A scan and the paths it could not read, taken together (the hint thread scans
+        too, and the replica keeps only the latest scan's list)."""
+        with self.scan_lock:
+            return rep.scan(under), list(rep.unreadable)
 
     def _too_long(self, path: RelPath) -> None:
         rep = self._rep()
@@ -305,9 +317,12 @@ class Server:
         # the engine never trusts one taken before a write whose result it has already seen.
         writes = self.transfers.writes
         try:
-            listing = rep.scan(roots)
+            listing, unreadable = self._scan(rep, roots)
         except OSError as exc:
             log(f"could not list {len(roots)} changed paths ({error_text(exc)})")
+            unreadable = roots
+        if unreadable:
+            # The engine must learn what is unknown: it asks with a scan, whose answer says.
             self.link.send({"t": "hints", "paths": roots})
             return
         self._send_warnings()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, Literal, Mapping, Optional, Union
 
-from podsync.core.paths import RelPath
+from podsync.core.paths import RelPath, canonical
 
 Kind = Literal["file", "dir", "link"]
 
@@ -23,19 +23,6 @@ SIZE_MAX = (1 << 63) - 1
 MTIME_MIN = -(1 << 63)
 MTIME_MAX = (1 << 63) - 1
 TARGET_MAX = 4095
-
-
-def fs_text(text: str) -> bool:
-    """True when ``text`` is what ``os.fsdecode`` (UTF-8, surrogateescape) gives for some
-    bytes: names that are not UTF-8 hold lone surrogates U+DC80..U+DCFF, each for one byte
-    that does not decode; any other lone surrogate, or one standing for bytes that do decode,
-    names nothing on disk."""
-    if text.isascii():
-        return True
-    try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape") == text
-    except UnicodeEncodeError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -96,7 +83,7 @@ class Entry:
                 isinstance(target, str)
                 and 0 < len(target) <= TARGET_MAX
                 and "\x00" not in target
-                and fs_text(target)
+                and canonical(target)
             ):
                 raise ProtocolError(f"malformed link entry {raw!r:.100}")
         elif target is not None:

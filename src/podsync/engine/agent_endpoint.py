@@ -128,6 +128,8 @@ class AgentEndpoint:
         self.info: dict[str, Any] = {}
         #: Problems the agent reported while sending files (drained by the engine).
         self.read_problems: list[Problem] = []
+        #: Paths the latest scan could not read: unknown, not gone (``core.paths.keep_unknown``).
+        self.unreadable: list[RelPath] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self, rules: Rules, watch: bool) -> None:
@@ -209,6 +211,7 @@ class AgentEndpoint:
             # the engine's picture: only listings that include every write are used.
             # The agent listed these subtrees when it sent the hints: no round trip needed.
             snapshot: Snapshot = {}
+            self.unreadable = []  # hints come with a listing only when all was readable
             for root in under:
                 snapshot.update(self._fresh.pop(root))
                 del self._fresh_writes[root]
@@ -219,12 +222,15 @@ class AgentEndpoint:
         self._fresh.clear()
         self._fresh_writes.clear()
         snapshot = {}
+        unreadable: list[RelPath] = []
         roots = minimal_roots(under) if under else []
         for batch in m.batches(roots, m.path_weight) if roots else [[]]:
-            await self._scan_batch(batch, snapshot)
+            unreadable.extend(await self._scan_batch(batch, snapshot))
+        self.unreadable = unreadable
         return snapshot
 
-    async def _scan_batch(self, under: list[RelPath], snapshot: Snapshot) -> None:
+    async def _scan_batch(self, under: list[RelPath], snapshot: Snapshot) -> list[RelPath]:
+        """Add the listing of ``under`` to ``snapshot``; the paths the agent could not read."""
         request = self._link.open("scan", frames=4)
         try:
             async with self._link.exclusive():
@@ -232,8 +238,8 @@ class AgentEndpoint:
             while True:
                 frame = await request.inbox.get()
                 if frame.type != "list":
-                    result_of(frame)
-                    return
+                    reply = result_of(frame)
+                    return m.paths_from_wire(reply.header.get("unreadable", []))
                 snapshot.update(m.decode_listing(frame.body, m.flag(frame.header, "z")))
                 if len(snapshot) > MAX_TREE_ENTRIES:
                     raise ProtocolError(

@@ -28,6 +28,7 @@ import json
 import struct
 from typing import Any, Dict, List, Optional, Tuple
 
+from podsync.core import paths
 from podsync.errors import ProtocolError
 from podsync.limits import MAX_BODY_BYTES, MAX_HEADER_BYTES
 
@@ -174,22 +175,10 @@ def _printable(data: bytes) -> str:
 
 def printable(text: str, limit: int = 500) -> str:
     """``text`` from the other side made safe to print and log: one line, at most ``limit``
-    characters, bytes that are not UTF-8 shown as ``\\xNN`` (never an encoding error)."""
-    try:
-        shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:  # lone surrogates that no file name produces
-        shown = "".join(_escape_surrogate(ch) for ch in text)
-    line = " ".join(shown.split())
+    characters, bytes that are not UTF-8 as ``\\xNN`` and other unprintable characters
+    escaped (``core.paths.printable``); never an encoding error."""
+    line = paths.printable(" ".join(text.split()))
     return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def _escape_surrogate(ch: str) -> str:
-    code = ord(ch)
-    if 0xDC80 <= code <= 0xDCFF:
-        return f"\\x{code - 0xDC00:02x}"
-    if 0xD800 <= code <= 0xDFFF:
-        return f"\\u{code:04x}"
-    return ch
 
 
 def split_waiting_text(preamble: bytes) -> Tuple[str, ...]:

@@ -36,10 +36,9 @@ from podsync.core.entry import (
     Expect,
     Problem,
     Snapshot,
-    fs_text,
     new_entry,
 )
-from podsync.core.paths import RelPath, relpath
+from podsync.core.paths import RelPath, canonical, relpath
 from podsync.errors import ProtocolError
 from podsync.limits import (
     BATCH_BYTES,
@@ -181,7 +180,7 @@ def decode_listing(body: bytes, compressed: bool) -> Snapshot:
         "\x00" in "".join(targets)
         or min(map(len, targets)) == 0
         or max(map(len, targets)) > TARGET_MAX
-        or not all(map(fs_text, targets))
+        or not all(map(canonical, targets))
     ):
         raise ProtocolError("malformed listing: a link target that no file system holds")
     links = iter(targets)
@@ -212,24 +211,19 @@ def _check_paths(paths: List[Any]) -> None:
             or "//" in wrapped
             or "/./" in wrapped
             or "/../" in wrapped
-            or not fs_text(joined)
+            or not canonical(joined)
         ):
             return
     for item in paths:
         if relpath(item) == "":
             raise ProtocolError("listing names the root itself")
-        if not fs_text(item):
-            raise ProtocolError(f"listing names a path no file system holds: {item!r:.100}")
     raise ProtocolError("malformed listing: unsafe path")  # pragma: no cover - defensive
 
 
 # -- fields ------------------------------------------------------------------------------------
 def path_from_wire(raw: Any) -> RelPath:
-    """A path from the other side: a :func:`relpath` that a file system can hold."""
-    path = relpath(raw)
-    if not fs_text(path):
-        raise ProtocolError(f"path {path!r:.100} is not a possible file name")
-    return path
+    """A path from the other side (:func:`relpath`: safe and canonical)."""
+    return relpath(raw)
 
 
 def expect_to_wire(expect: Expect) -> Any:
