@@ -41,6 +41,11 @@ class TransportError(PodsyncError):
     """The pipe to the other side could not be opened or broke."""
 
 
+class PeerStalled(TransportError):
+    """The other side is there but made no progress for the liveness period (a paused or
+    overloaded container, a stalled agent). The session reconnects as for a broken pipe."""
+
+
 class TargetError(PodsyncError):
     """The target container/pod could not be selected (none, several, not running)."""
 

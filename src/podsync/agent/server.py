@@ -1,35 +1,41 @@
 """The in-container agent: serves one sync root over stdin/stdout.
 
-Owns: request dispatch inside the container. May import: the standard library and the other
-shipped packages (``errors``, ``limits``, ``core``, ``wire``, ``replica``); nothing else, since
-it runs on whatever ``python3`` (>= 3.9) the container has, from a zipapp.
+Owns: request dispatch inside the container (hello, scan, digest, delete; put/get live in
+``agent.transfer``), the watcher's hints and the container's filesystem identity. May import:
+the standard library and the other shipped packages (``errors``, ``limits``, ``core``,
+``wire``, ``replica``); nothing else, since it runs on whatever ``python3`` (>= 3.9) the
+container has, from a zipapp, started with ``-X utf8`` (file names are bytes; those that are
+not UTF-8 travel as surrogate escapes, see ``wire.frames``).
 
-Requests are handled one at a time on the main thread, in arrival order. A second thread
-forwards watcher hints. Writes to stdout are serialised by a lock (one frame at a time). Logs go
-to stderr, which the engine forwards into the sync log. The agent exits on ``bye``, on end of
-input, or when it has heard nothing for ``AGENT_IDLE_EXIT_SECONDS`` (exec channels that cannot
-signal end of input still end the process).
+Requests are handled one at a time on the main thread, in arrival order; ``agent.link`` reads
+and writes the pipe on threads of its own (control messages are answered at once, even while
+a request runs for minutes). A hint thread forwards watcher events. Nothing a request meets on
+disk ends the agent: per-path trouble is a Problem or a warning, a failed request an ``error``
+answer. The agent exits on ``bye``, on end of input, or after AGENT_IDLE_EXIT_SECONDS of
+silence, removing the temp file of a transfer it was in the middle of.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-import select
 import sys
 import threading
 import time
-import zlib
 from typing import Any, Dict, List, Optional, Tuple
 
-from podsync.core.entry import DIR, FILE, LINK, Entry, Problem
+from podsync.agent.identity import FSID_DIR, filesystem_id
+from podsync.agent.link import Link, Stopped, error_text, log
+from podsync.agent.transfer import Transfers
+from podsync.core.entry import DIR, Entry, Problem
 from podsync.core.excludes import Rules
-from podsync.core.paths import RelPath, is_within, minimal_roots, relpath
+from podsync.core.paths import RelPath, is_within, minimal_roots, parent
 from podsync.errors import PodsyncError, ProtocolError
-from podsync.limits import AGENT_IDLE_EXIT_SECONDS, CHUNK_BYTES
+from podsync.limits import BATCH_BYTES, BATCH_PATHS, LISTING_CHUNK_ENTRIES
 from podsync.replica import Replica
 from podsync.replica.watch import make_watcher
 from podsync.wire import messages as m
-from podsync.wire.frames import Decoder, Frame, encode, handshake_bytes
+from podsync.wire.frames import Frame
 
 #: A burst of watch events ends after this much quiet (bounded by the MAX).
 HINT_SETTLE_SECONDS = 0.002
@@ -38,103 +44,110 @@ HINT_SETTLE_MAX_SECONDS = 0.05
 #: RECENT_MIN_LIMIT entries).
 RECENT_SECONDS = 5.0
 RECENT_MIN_LIMIT = 4096
+#: Warnings sent per scan (the rest are counted in one more line).
+WARNINGS_PER_SCAN = 1000
+WARN_FRAME_LINES = 100
+DIGEST_CHUNK = 1 << 20
 
 
-def log(message: str) -> None:
-    sys.stderr.write("agent: " + message + "\n")
-    sys.stderr.flush()
-
-
-class _Put:
-    """State of one ``put`` stream: the file being received and what was done so far."""
-
-    def __init__(self, request_id: int) -> None:
-        self.id = request_id
-        self.writer: Any = None
-        self.path: Optional[RelPath] = None
-        self.skip = False
-        self.written: List[List[Any]] = []
-        self.problems: List[Problem] = []
+def bounded_roots(roots: List[RelPath]) -> List[RelPath]:
+    """``roots`` widened to their parents until they fit one message (a burst of 50k new
+    files in one folder becomes that folder)."""
+    while len(roots) > BATCH_PATHS or sum(map(m.path_weight, roots)) > BATCH_BYTES:
+        roots = minimal_roots({parent(r) for r in roots})
+    return roots
 
 
 class Server:
-    def __init__(self, root: str, infd: int = 0, outfd: int = 1) -> None:
+    def __init__(self, root: str, infd: int = 0, outfd: int = 1, fsid_dir: str = FSID_DIR):
         self.root = root
-        self.infd = infd
-        self.outfd = outfd
-        self.out_lock = threading.Lock()
+        self.fsid_dir = fsid_dir
+        self.link = Link(infd, outfd)
         self.replica: Optional[Replica] = None
         self.watcher: Any = None
-        self.stopping = threading.Event()
-        self.put: Optional[_Put] = None
-        self.compress = False
+        self.transfers = Transfers(self.link, self._remember)
+        self.link.on_force_exit = self._abort_put
         #: What our own writes left at each path (echo suppression), with the time.
         self.recent: Dict[RelPath, Tuple[Optional[Entry], float]] = {}
         self.recent_lock = threading.Lock()
-        #: Completed put/delete requests; hint listings carry the count they include.
-        self.writes = 0
         self.recent_limit = RECENT_MIN_LIMIT
+        self.warn_lock = threading.Lock()
+        self.scan_lock = threading.Lock()
 
-    # -- output -------------------------------------------------------------------------
-    def send(self, header: Dict[str, Any], body: bytes = b"") -> None:
-        self._write(encode(header, body))
-
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        with self.out_lock:
-            while view:
-                n = os.write(self.outfd, view)
-                view = view[n:]
-
-    # -- main loop ----------------------------------------------------------------------
+    # -- main loop ---------------------------------------------------------------------------
     def serve(self) -> int:
-        self._write(handshake_bytes())
-        decoder = Decoder("podsync")
+        self.link.start()
         try:
-            while not self.stopping.is_set():
-                ready, _, _ = select.select([self.infd], [], [], AGENT_IDLE_EXIT_SECONDS)
-                if not ready:
-                    log("no message from podsync for a while; exiting")
-                    return 0
-                data = os.read(self.infd, 1 << 18)
-                if not data:
-                    return 0
-                for frame in decoder.feed(data):
-                    self.dispatch(frame)
+            while True:
+                self.dispatch(self.link.next_frame())
+        except Stopped:
+            pass
         finally:
-            self.stopping.set()
+            self._abort_put()
             if self.watcher is not None:
                 self.watcher.close()
+            self.link.finished()
         return 0
+
+    def _abort_put(self) -> None:
+        put = self.transfers.put
+        if put is not None:
+            put.abort()
 
     def dispatch(self, frame: Frame) -> None:
         kind = frame.type
-        if kind in ("item", "chunk", "end"):
-            self._put_frame(frame)
+        try:
+            request_id = m.int_field(frame.header, "id", 1)
+        except ProtocolError as exc:
+            log(f"ignored a {kind!r} message: {exc}")
             return
-        request_id = m.int_field(frame.header, "id")
+        self.link.begin(request_id)
         try:
             handler = getattr(self, "on_" + kind, None)
             if handler is None:
                 raise ProtocolError(f"podsync sent an unknown request {kind!r}")
             handler(request_id, frame)
-        except (PodsyncError, OSError) as exc:
-            self.send({"t": "error", "id": request_id, "message": str(exc)})
+        except Stopped:
+            raise
+        except Exception as exc:  # a failed request is an answer, never the end of the agent
+            text = error_text(exc)
+            if not isinstance(exc, (PodsyncError, OSError)):
+                log(f"request {kind!r} failed: {text}")
+            self.link.send({"t": "error", "id": request_id, "message": text})
+        finally:
+            self.link.end()
 
-    # -- requests -----------------------------------------------------------------------
+    def _rep(self) -> Replica:
+        if self.replica is None:
+            raise ProtocolError("podsync sent a request before hello")
+        return self.replica
+
+    def _prune(self, rules: Rules) -> Any:
+        """The rules' prune, also counting progress and noticing a stop (called for every
+        entry a scan, a temp cleanup or a recursive delete meets)."""
+        link = self.link
+        prune = rules.prune
+
+        def counted(path: str, is_dir: bool) -> bool:
+            link.units += 1
+            if link.stopping.is_set():
+                raise Stopped()
+            return prune(path, is_dir)
+
+        return counted
+
+    # -- requests ----------------------------------------------------------------------------
     def on_hello(self, request_id: int, frame: Frame) -> None:
         rules = Rules.from_wire(frame.header.get("rules"))
-        trash = None
-        self.compress = bool(frame.header.get("compress"))
-        self.replica = Replica(self.root, prune=rules.prune, trash_dir=trash)
+        self.replica = Replica(self.root, prune=self._prune(rules))
         removed = self.replica.cleanup_temps()
         watching = "off"
-        if frame.header.get("watch"):
+        if m.flag(frame.header, "watch") and self.watcher is None:
             self.watcher = make_watcher(self.root, rules.prune)
             self.watcher.start()
             watching = str(getattr(self.watcher, "mode", "on"))
-            threading.Thread(target=self._forward_hints, daemon=True).start()
-        self.send(
+            threading.Thread(target=self._forward_hints, name="podsync-hints", daemon=True).start()
+        self.link.send(
             {
                 "t": "result",
                 "id": request_id,
@@ -144,24 +157,144 @@ class Server:
                 "watcher": watching,
                 "granularity": self.replica.mtime_granularity_ns,
                 "temps_removed": removed,
-                "fsid": _fsid(self.root),
+                "fsid": filesystem_id(self.root, self.fsid_dir),
             }
         )
 
+    def on_scan(self, request_id: int, frame: Frame) -> None:
+        rep = self._rep()
+        under = m.paths_from_wire(frame.header.get("under", []))
+        snapshot, unreadable = self._scan(rep, under)
+        self._send_warnings()
+        for piece in m.listing_pieces(snapshot, self._too_long):
+            if request_id in self.link.cancelled:
+                self.link.cancelled.discard(request_id)
+                break
+            body, compressed = m.encode_listing(piece)
+            self.link.send({"t": "list", "id": request_id, "z": compressed}, body)
+            self.link.work(len(piece) + 1)
+        self._send_warnings()
+        # What the scan could not read is unknown, not gone: the engine keeps what it knew
+        # there (widened to parents when many, which keeps more, never less).
+        unknown = bounded_roots(minimal_roots(unreadable)) if unreadable else []
+        self.link.send({"t": "result", "id": request_id, "unreadable": unknown})
+
+    def _scan(
+        self, rep: Replica, under: List[RelPath]
+    ) -> Tuple[Dict[RelPath, Entry], List[RelPath]]:
+        """A scan and the paths it could not read, taken together (the hint thread scans
+        too, and the replica keeps only the latest scan's list)."""
+        with self.scan_lock:
+            return rep.scan(under), list(rep.unreadable)
+
+    def _too_long(self, path: RelPath) -> None:
+        rep = self._rep()
+        rep.warnings.append(f"{path[:200]}...: skipped: its path is too long to send")
+
+    def on_digest(self, request_id: int, frame: Frame) -> None:
+        rep = self._rep()
+        digests: Dict[str, Optional[str]] = {}
+        for path in m.paths_from_wire(frame.header.get("paths")):
+            try:
+                digests[path] = self._digest(rep, path)
+            except Stopped:
+                raise
+            except Exception:
+                digests[path] = None
+        self.link.send({"t": "result", "id": request_id, "digests": digests})
+
+    def _digest(self, rep: Replica, path: RelPath) -> Optional[str]:
+        opened = rep.open_read(path)
+        if opened is None:
+            return None
+        digest = hashlib.sha256()
+        with opened[1] as handle:
+            while True:
+                data = handle.read(DIGEST_CHUNK)
+                if not data:
+                    return digest.hexdigest()
+                digest.update(data)
+                self.link.work(len(data))
+                if self.link.stopping.is_set():
+                    raise Stopped()
+
+    def on_delete(self, request_id: int, frame: Frame) -> None:
+        rep = self._rep()
+        items = frame.header.get("items")
+        if not isinstance(items, list) or len(items) > BATCH_PATHS:
+            raise ProtocolError("delete without a batch of items")
+        written: List[List[Any]] = []
+        problems: List[Problem] = []
+        for item in items:
+            if not isinstance(item, list) or len(item) != 2:
+                raise ProtocolError(f"malformed delete item {item!r:.100}")
+            path = m.path_from_wire(item[0])
+            expect = m.expect_from_wire(item[1])
+            self.link.work()
+            try:
+                outcome = rep.delete(path, expect)
+            except Stopped:
+                raise
+            except Exception as exc:
+                outcome = Problem(path, f"cannot delete: {error_text(exc)}")
+            if isinstance(outcome, Problem):
+                problems.append(outcome)
+            else:
+                written.append([path, None])
+                self._remember(path, None)
+        self.transfers.writes += 1
+        self.link.send(
+            {
+                "t": "result",
+                "id": request_id,
+                "written": written,
+                "problems": m.problems_to_wire(problems),
+                "w": self.transfers.writes,
+            }
+        )
+
+    def on_get(self, request_id: int, frame: Frame) -> None:
+        self.transfers.on_get(self._rep(), request_id, frame)
+
+    def on_put(self, request_id: int, frame: Frame) -> None:
+        self.transfers.on_put(self._rep(), request_id)
+
+    # -- warnings ----------------------------------------------------------------------------
+    def _send_warnings(self) -> None:
+        """Send the replica's new warnings (skipped paths) in bounded ``warn`` frames."""
+        rep = self.replica
+        if rep is None:
+            return
+        with self.warn_lock:
+            lines = rep.warnings[:]
+            del rep.warnings[: len(lines)]
+        if len(lines) > WARNINGS_PER_SCAN:
+            more = len(lines) - WARNINGS_PER_SCAN
+            lines = [*lines[:WARNINGS_PER_SCAN], f"... and {more} more skipped paths"]
+        for at in range(0, len(lines), WARN_FRAME_LINES):
+            self.link.send({"t": "warn", "lines": lines[at : at + WARN_FRAME_LINES]})
+
+    # -- hints -------------------------------------------------------------------------------
     def _forward_hints(self) -> None:
         """Forward watcher events as hints, each with a fresh listing of the hinted subtrees
-        (saves the engine a round trip), minus the echoes of our own writes."""
-        while not self.stopping.is_set():
+        when it fits one message (saves the engine a round trip), minus the echoes of our own
+        writes. Whatever goes wrong here asks the engine for a full rescan; never dies."""
+        while not self.link.stopping.is_set():
             try:
                 paths = self.watcher.wait(0.5)
                 if paths:
                     paths = self._settle(paths)
-            except Exception as exc:  # the watcher thread must never die silently
-                log(f"watcher failed ({exc}); asking for a full rescan")
-                paths = [""]
-                self.stopping.wait(1.0)
-            if paths and not self.stopping.is_set():
-                self._send_hints(paths)
+                if paths and not self.link.stopping.is_set():
+                    self._send_hints(paths)
+            except Stopped:
+                return
+            except Exception as exc:
+                log(f"watching failed ({error_text(exc)}); asking for a full rescan")
+                try:
+                    self.link.send({"t": "hints", "paths": [""]})
+                except Stopped:
+                    return
+                self.link.stopping.wait(1.0)
 
     def _settle(self, paths: List[RelPath]) -> List[RelPath]:
         """Gather the rest of a burst (a save is often several events within a millisecond)."""
@@ -176,21 +309,35 @@ class Server:
 
     def _send_hints(self, paths: List[RelPath]) -> None:
         rep = self._rep()
-        roots = minimal_roots(paths)
+        roots = bounded_roots(minimal_roots(paths))
         if "" in roots:
-            self.send({"t": "hints", "paths": [""]})
+            self.link.send({"t": "hints", "paths": [""]})
             return
         # Read before listing: a listing is stamped with the writes it surely includes, so
         # the engine never trusts one taken before a write whose result it has already seen.
-        writes = self.writes
-        listing = rep.scan(roots)
+        writes = self.transfers.writes
+        try:
+            listing, unreadable = self._scan(rep, roots)
+        except OSError as exc:
+            log(f"could not list {len(roots)} changed paths ({error_text(exc)})")
+            unreadable = roots
+        if unreadable:
+            # The engine must learn what is unknown: it asks with a scan, whose answer says.
+            self.link.send({"t": "hints", "paths": roots})
+            return
+        self._send_warnings()
         roots = [r for r in roots if not self._is_echo(r, listing)]
         if not roots:
             return
         fresh = {p: e for p, e in listing.items() if any(is_within(p, r) for r in roots)}
+        pieces = list(m.listing_pieces(fresh)) if len(fresh) <= LISTING_CHUNK_ENTRIES else []
+        if len(pieces) != 1 or len(pieces[0]) != len(fresh):
+            # Too large for one message: the engine asks with a (streamed) scan.
+            self.link.send({"t": "hints", "paths": roots})
+            return
         body, compressed = m.encode_listing(fresh)
         header = {"t": "hints", "paths": roots, "listing": True, "z": compressed, "w": writes}
-        self.send(header, body)
+        self.link.send(header, body)
 
     def _is_echo(self, root: RelPath, listing: Dict[RelPath, Entry]) -> bool:
         """True when ``root`` (a file, link or absent path) is exactly what we last wrote."""
@@ -219,215 +366,22 @@ class Server:
                 # CPU for 10k files).
                 self.recent_limit = max(RECENT_MIN_LIMIT, 2 * len(self.recent))
 
-    def _rep(self) -> Replica:
-        if self.replica is None:
-            raise ProtocolError("podsync sent a request before hello")
-        return self.replica
-
-    def on_ping(self, request_id: int, frame: Frame) -> None:
-        self.send({"t": "result", "id": request_id})
-
-    def on_bye(self, request_id: int, frame: Frame) -> None:
-        self.send({"t": "result", "id": request_id})
-        self.stopping.set()
-
-    def on_scan(self, request_id: int, frame: Frame) -> None:
-        rep = self._rep()
-        under = m.paths_from_wire(frame.header.get("under", []))
-        snapshot = rep.scan(under)
-        body, compressed = m.encode_listing(snapshot)
-        warnings = list(rep.warnings)
-        del rep.warnings[:]
-        self.send({"t": "result", "id": request_id, "z": compressed, "warnings": warnings}, body)
-
-    def on_digest(self, request_id: int, frame: Frame) -> None:
-        rep = self._rep()
-        paths = m.paths_from_wire(frame.header.get("paths"))
-        self.send({"t": "result", "id": request_id, "digests": {p: rep.digest(p) for p in paths}})
-
-    def on_delete(self, request_id: int, frame: Frame) -> None:
-        rep = self._rep()
-        items = frame.header.get("items")
-        if not isinstance(items, list):
-            raise ProtocolError("delete without items")
-        written: List[List[Any]] = []
-        problems: List[Problem] = []
-        for item in items:
-            if not isinstance(item, list) or len(item) != 2:
-                raise ProtocolError(f"malformed delete item {item!r}")
-            path = relpath(item[0])
-            outcome = rep.delete(path, m.expect_from_wire(item[1]))
-            if isinstance(outcome, Problem):
-                problems.append(outcome)
-            else:
-                written.append([path, None])
-                self._remember(path, None)
-        self.writes += 1
-        self.send(
-            {
-                "t": "result",
-                "id": request_id,
-                "written": written,
-                "problems": m.problems_to_wire(problems),
-                "w": self.writes,
-            }
-        )
-
-    def on_get(self, request_id: int, frame: Frame) -> None:
-        rep = self._rep()
-        problems: List[Problem] = []
-        compress = bool(frame.header.get("compress", self.compress))
-        chunk = frame.header.get("chunk", CHUNK_BYTES)
-        if not isinstance(chunk, int) or not 4096 <= chunk <= CHUNK_BYTES:
-            chunk = CHUNK_BYTES
-        for path in m.paths_from_wire(frame.header.get("paths")):
-            try:
-                self._send_one(request_id, rep, path, compress, chunk)
-            except OSError as exc:
-                problems.append(Problem(path, f"cannot read: {exc.strerror or exc}"))
-        self.send({"t": "result", "id": request_id, "problems": m.problems_to_wire(problems)})
-
-    def _send_one(
-        self, request_id: int, rep: Replica, path: RelPath, compress: bool, chunk: int
-    ) -> None:
-        opened = rep.open_read(path)
-        if opened is None:
-            entry = rep.entry(path)
-            if entry is not None and entry.kind in (DIR, LINK):
-                self.send({"t": "item", "id": request_id, "path": path, "entry": entry.to_wire()})
-            return
-        entry, handle = opened
-        with handle:
-            self.send({"t": "item", "id": request_id, "path": path, "entry": entry.to_wire()})
-            while True:
-                data = handle.read(chunk)
-                last = len(data) < chunk
-                header: Dict[str, Any] = {"t": "chunk", "id": request_id}
-                if last:
-                    header["end"] = True
-                    now = rep.entry(path)
-                    if now is None or not now.same_content(entry):
-                        header["changed"] = True
-                if compress and data:
-                    packed = zlib.compress(data, 1)
-                    if len(packed) < len(data) * 0.9:
-                        header["z"] = True
-                        data = packed
-                self.send(header, data)
-                if last:
-                    return
-
-    def on_put(self, request_id: int, frame: Frame) -> None:
-        self._rep()
-        self.put = _Put(request_id)
-
-    def _put_frame(self, frame: Frame) -> None:
-        put = self.put
-        if put is None:
-            raise ProtocolError(f"podsync sent {frame.type!r} outside a put")
-        rep = self._rep()
-        if frame.type == "item":
-            self._put_item(put, rep, frame)
-        elif frame.type == "chunk":
-            self._put_chunk(put, frame)
-        else:
-            self.put = None
-            self.writes += 1
-            self.send(
-                {
-                    "t": "result",
-                    "id": put.id,
-                    "written": put.written,
-                    "problems": m.problems_to_wire(put.problems),
-                    "w": self.writes,
-                }
-            )
-
-    def _put_item(self, put: _Put, rep: Replica, frame: Frame) -> None:
-        path = relpath(frame.header.get("path"))
-        entry = Entry.from_wire(frame.header.get("entry"))
-        expect = m.expect_from_wire(frame.header.get("expect"))
-        put.path, put.writer, put.skip = path, None, False
-        try:
-            if entry.kind == FILE:
-                put.writer = rep.begin_write(path, entry, expect)
-                return
-            if entry.kind == DIR:
-                outcome = rep.make_dir(path, entry, expect)
-            else:
-                outcome = rep.make_link(path, entry, expect)
-        except (OSError, PodsyncError) as exc:
-            outcome = Problem(path, f"cannot write: {exc}")
-        self._record(put, path, outcome)
-
-    def _put_chunk(self, put: _Put, frame: Frame) -> None:
-        if put.path is None or put.skip:
-            return
-        end = bool(frame.header.get("end"))
-        try:
-            if put.writer is None:
-                raise ProtocolError("podsync sent content for a path that is not a file")
-            data = zlib.decompress(frame.body) if frame.header.get("z") else frame.body
-            put.writer.write(data)
-            if not end:
-                return
-            if frame.header.get("changed"):
-                put.writer.abort()
-                outcome: Any = Problem(put.path, "changed while being sent; will retry")
-            else:
-                outcome = put.writer.commit()
-        except (OSError, PodsyncError, zlib.error) as exc:
-            if put.writer is not None:
-                put.writer.abort()
-            outcome = Problem(put.path, f"cannot write: {exc}")
-            put.skip = True
-        self._record(put, put.path, outcome)
-        put.writer = None
-
-    def _record(self, put: _Put, path: RelPath, outcome: Any) -> None:
-        if isinstance(outcome, Problem):
-            put.problems.append(outcome)
-        else:
-            put.written.append([path, outcome.to_wire()])
-            self._remember(path, outcome)
-
-
-def _fsid(root: str) -> Optional[str]:
-    """Identity of the filesystem holding ``root``: a random id kept outside it, joined with
-    the hostname (a new pod or a recreated container has neither)."""
-    import hashlib
-
-    folder = "/tmp/.podsync/ids"
-    name = hashlib.sha256(root.encode("utf-8", "surrogateescape")).hexdigest()
-    path = os.path.join(folder, name)
-    try:
-        with open(path) as handle:
-            value = handle.read().strip()
-        if len(value) != 32:
-            raise OSError("malformed id")
-    except OSError:
-        value = os.urandom(16).hex()
-        try:
-            os.makedirs(folder, exist_ok=True)
-            temp = f"{path}.{os.getpid()}"
-            with open(temp, "w") as handle:
-                handle.write(value)
-            os.replace(temp, path)
-        except OSError:
-            return None
-    return f"{os.uname().nodename}:{value}"
-
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2 or args[0] != "serve":
-        sys.stderr.write("usage: agent serve ROOT\n")
+        log("usage: agent serve ROOT")
         return 2
     root = args[1]
-    if not os.path.isdir(root):
-        try:
+    try:
+        if not os.path.isdir(root):
             os.makedirs(root, exist_ok=True)
-        except OSError as exc:
-            sys.stderr.write(f"agent: cannot create {root}: {exc.strerror}\n")
-            return 1
-    return Server(os.path.abspath(root)).serve()
+        code = Server(os.path.abspath(root)).serve()
+    except Exception as exc:  # one line for podsync's log, never a traceback
+        log(f"cannot serve {root}: {error_text(exc)}")
+        code = 1
+    # Everything was written with os.write (nothing buffered). Exiting here, not through the
+    # interpreter's shutdown, ends the reader and writer threads at once: a thread blocked in
+    # a read or write would otherwise be torn down by finalisation (pthread_exit), which
+    # aborts in images without libgcc_s.
+    os._exit(code)

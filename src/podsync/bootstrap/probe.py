@@ -88,14 +88,17 @@ async def install_agent(transport: Transport) -> str:
 
 
 def agent_command(path: str, root: str) -> list[str]:
-    return ["python3", path, "serve", root]
+    """The agent's command line. ``-X utf8``: file names are bytes, and the agent must decode
+    them as UTF-8 with surrogate escapes whatever the container's locale (under a Latin-1 or
+    ASCII locale the same name would reach podsync as other text)."""
+    return ["python3", "-X", "utf8", path, "serve", root]
 
 
 #: Starts the installed agent at once when this exact version is there and python3 runs it;
 #: otherwise says so in one line. Saves the probe's exec on every connection but the first.
 _LAUNCH = (
     'p=$1; shift; if [ -f "$p" ] && command -v python3 >/dev/null 2>&1; then '
-    'exec python3 "$p" serve "$@"; fi; echo "podsync: agent not installed"'
+    'exec python3 -X utf8 "$p" serve "$@"; fi; echo "podsync: agent not installed"'
 )
 
 

@@ -9,13 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, Literal, Mapping, Optional, Union
 
-from podsync.core.paths import RelPath
+from podsync.core.paths import RelPath, canonical
 
 Kind = Literal["file", "dir", "link"]
 
 FILE: Kind = "file"
 DIR: Kind = "dir"
 LINK: Kind = "link"
+
+#: Ranges of values from the other side: sizes are off_t, mtimes what ``os.utime(ns=...)``
+#: and a 64-bit ``struct timespec`` accept; link targets at most PATH_MAX bytes.
+SIZE_MAX = (1 << 63) - 1
+MTIME_MIN = -(1 << 63)
+MTIME_MAX = (1 << 63) - 1
+TARGET_MAX = 4095
 
 
 @dataclass(frozen=True)
@@ -60,19 +67,31 @@ class Entry:
         from podsync.errors import ProtocolError
 
         if not isinstance(raw, list) or len(raw) != 5:
-            raise ProtocolError(f"malformed entry {raw!r}")
+            raise ProtocolError(f"malformed entry {raw!r:.100}")
         k, size, mtime, exe, target = raw
-        kinds = {"f": FILE, "d": DIR, "l": LINK}
-        if k not in kinds or not isinstance(size, int) or not isinstance(mtime, int):
-            raise ProtocolError(f"malformed entry {raw!r}")
-        if size < 0 or exe not in (0, 1) or not (target is None or isinstance(target, str)):
-            raise ProtocolError(f"malformed entry {raw!r}")
-        kind = kinds[k]
-        if (kind == LINK) != (target is not None):
-            raise ProtocolError(f"malformed entry {raw!r}")
+        kind = _KINDS.get(k) if isinstance(k, str) else None
+        if (
+            kind is None
+            or type(size) is not int
+            or type(mtime) is not int
+            or type(exe) is not int
+            or not (0 <= size <= SIZE_MAX and MTIME_MIN <= mtime <= MTIME_MAX and exe in (0, 1))
+        ):
+            raise ProtocolError(f"malformed entry {raw!r:.100}")
+        if kind == LINK:
+            if not (
+                isinstance(target, str)
+                and 0 < len(target) <= TARGET_MAX
+                and "\x00" not in target
+                and canonical(target)
+            ):
+                raise ProtocolError(f"malformed link entry {raw!r:.100}")
+        elif target is not None:
+            raise ProtocolError(f"malformed entry {raw!r:.100}")
         return new_entry(kind, size, mtime, bool(exe), target)
 
 
+_KINDS: Dict[str, Kind] = {"f": FILE, "d": DIR, "l": LINK}
 _new = object.__new__
 _set = object.__setattr__
 

@@ -1,70 +1,88 @@
 """The container side through the Python agent, over the wire protocol.
 
-Owns: the engine end of the protocol (request ids, the reader task, streaming of puts and
-gets, hints). May import: ``podsync.core``, ``podsync.wire``, ``podsync.transport.base``,
-``podsync.engine.endpoint``, ``podsync.engine.throttle``.
+Owns: the Endpoint operations in terms of requests (listings streamed in pieces, requests
+naming many paths cut into batches, puts streamed with their results coming back as items
+commit, gets validated chunk by chunk against what the agent announced), hints and the
+agent's warnings. May import: ``podsync.core``, ``podsync.wire``, ``podsync.transport.base``
+and ``podsync.engine`` (agent_link, agent_requests, endpoint, hintbuffer, throttle).
+
+Memory stays O(chunk) per message whatever the agent sends: a chunk beyond the size an item
+announced, a chunk or listing that would inflate beyond its cap, or anything malformed is a
+ProtocolError at once (the session reconnects), never a growing buffer or file.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
-import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from podsync.core.entry import Entry, Problem, Snapshot
 from podsync.core.excludes import Rules
-from podsync.core.paths import RelPath, is_within, relpath
+from podsync.core.paths import RelPath, is_within, minimal_roots
+from podsync.engine.agent_link import AgentLink
+from podsync.engine.agent_requests import Request, result_of
 from podsync.engine.endpoint import DeleteItem, FileItem, WriteResult
 from podsync.engine.hintbuffer import HintBuffer
 from podsync.engine.throttle import Throttle
-from podsync.errors import AgentError, PodsyncError, ProtocolError, TransportError
-from podsync.limits import CHUNK_BYTES, COMPRESS_LEVEL, PING_INTERVAL_SECONDS
+from podsync.errors import AgentError, ProtocolError
+from podsync.limits import CHUNK_BYTES, COMPRESS_LEVEL
 from podsync.transport.base import Channel
 from podsync.wire import messages as m
-from podsync.wire.frames import Decoder, Frame, encode, handshake_bytes
+from podsync.wire.frames import Frame
 
-#: Frames of a put are gathered up to this size before one write to the pipe.
-SEND_BUFFER_BYTES = 256 * 1024
-
-
-def _consume(future: asyncio.Future[Frame]) -> None:
-    """Mark a failed request's exception as seen: the failure is reported once, by whoever
-    waits on the connection, not again by asyncio's 'never retrieved' logger."""
-    if not future.cancelled():
-        future.exception()
-
-
-class _Stream:
-    """Frames of one ``get`` as they arrive (bounded, so a slow consumer slows the agent)."""
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[Frame | BaseException | object] = asyncio.Queue(maxsize=64)
+#: A container tree larger than this is refused (a hostile endless listing must not grow
+#: podsync's memory without bound; node_modules-sized trees are ~150k entries).
+MAX_TREE_ENTRIES = 1_000_000
+#: Hint listings kept until the engine asks for them (beyond: dropped, it scans instead).
+MAX_FRESH_ENTRIES = 200_000
+#: Distinct warnings remembered so that each is said once.
+WARNINGS_KEPT = 10_000
 
 
 class AgentSourceFile:
-    def __init__(self, owner: AgentEndpoint, stream: _Stream, path: RelPath, entry: Entry):
+    """A file the agent streams; its chunks are checked against the size it announced."""
+
+    def __init__(self, owner: AgentEndpoint, request: Request, path: RelPath, entry: Entry):
         self.path = path
         self.entry = entry
         self._owner = owner
-        self._stream = stream
+        self._request = request
         self.changed = False
+        self.finished = entry.kind != "file"
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        if self.entry.kind != "file":
+        if self.finished:
             return
+        size = self.entry.size
+        received = 0
+        what = f"the content of {self.path}"
         while True:
-            frame = await self._owner._next(self._stream)
-            if not isinstance(frame, Frame) or frame.type != "chunk":
-                raise ProtocolError("the agent interrupted a file it was sending")
-            data = zlib.decompress(frame.body) if frame.header.get("z") else frame.body
+            frame = await self._request.inbox.get()
+            if frame.type != "chunk":
+                result_of(frame)  # an error answer explains itself
+                raise ProtocolError(f"the agent interrupted {what}")
+            left = size - received
+            data = frame.body
+            if m.flag(frame.header, "z"):
+                data = m.inflate(data, min(left, CHUNK_BYTES), what)
+            if len(data) > left:
+                raise ProtocolError(f"the agent sent more than the {size} bytes of {what}")
+            received += len(data)
+            end = m.flag(frame.header, "end")
+            if end:
+                self.finished = True
+                self.changed = m.flag(frame.header, "changed") or received != size
             await self._owner.download_throttle.take(len(frame.body))
+            self._owner._link.grant(self._request, len(frame.body))
             yield data
-            if frame.header.get("end"):
-                self.changed = bool(frame.header.get("changed"))
+            if end:
                 return
+
+    async def skip(self) -> None:
+        """Consume what the consumer left unread of this file."""
+        async for _ in self.chunks():
+            pass
 
 
 class AgentEndpoint:
@@ -79,136 +97,88 @@ class AgentEndpoint:
         upload_throttle: Throttle,
         download_throttle: Throttle,
         stderr_tail: Callable[[], str] = lambda: "",
+        warn: Callable[[str], None] = lambda message: None,
+        liveness: float | None = None,
     ) -> None:
         self.agent_description = description
         self.mtime_granularity_ns = 1
-        self._channel = channel
+        #: The container filesystem's identity (see agent.server.filesystem_id), or None.
+        self.fsid: str | None = None
         self._compress = compress
         self.upload_throttle = upload_throttle
         self.download_throttle = download_throttle
-        self._stderr_tail = stderr_tail
-        self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[Frame]] = {}
-        self._streams: dict[int, _Stream] = {}
+        self._warn = warn
+        self._warned: set[str] = set()
         # The agent already waits for a burst of events to settle before it sends hints, so
         # the engine takes them at once (a second debounce would only add latency).
         self._hints = HintBuffer(quiet=0.0)
+        self._link = AgentLink(
+            channel,
+            on_hints=self._on_hints,
+            on_warn=self._on_warn,
+            on_failure=self._hints.fail,
+            stderr_tail=stderr_tail,
+            liveness=liveness,
+        )
         #: Listings that came with hints, by hinted root, until the engine asks for them.
         self._fresh: dict[RelPath, Snapshot] = {}
         self._fresh_writes: dict[RelPath, int] = {}
         #: The agent's count of completed writes, from the latest put/delete result.
         self._agent_writes = 0
-        self._failure: BaseException | None = None
-        self._decoder = Decoder("the agent")
-        self._send_lock = asyncio.Lock()
-        self._out: list[bytes] = []
-        self._out_bytes = 0
-        self._reader: asyncio.Task[None] | None = None
-        self._pinger: asyncio.Task[None] | None = None
-        self._closing = False
         self.info: dict[str, Any] = {}
-        #: Identity of the container filesystem (see engine.state); None when unknown.
-        self.fsid: str | None = None
         #: Problems the agent reported while sending files (drained by the engine).
         self.read_problems: list[Problem] = []
+        #: Paths the latest scan could not read: unknown, not gone (``core.paths.keep_unknown``).
+        self.unreadable: list[RelPath] = []
 
-    # -- lifecycle ----------------------------------------------------------------------
+    # -- lifecycle ----------------------------------------------------------------------------
     async def start(self, rules: Rules, watch: bool) -> None:
-        await self._channel.write(handshake_bytes())
-        self._reader = asyncio.create_task(self._read_loop())
-        reply = await self._request(
-            {"t": "hello", "rules": rules.to_wire(), "watch": watch, "compress": self._compress},
-            timeout=60,
-        )
-        self.info = dict(reply.header)
-        fsid = reply.header.get("fsid")
-        self.fsid = fsid if isinstance(fsid, str) and len(fsid) <= 300 else None
-        granularity = reply.header.get("granularity")
-        if isinstance(granularity, int) and granularity > 0:
+        self._link.start()
+        try:
+            reply = await self._link.call(
+                {"t": "hello", "rules": rules.to_wire(), "watch": watch, "compress": self._compress}
+            )
+        except BaseException:
+            await self._link.close()
+            raise
+        header = reply.header
+        info: dict[str, Any] = {"watcher": m.text_field(header, "watcher", "off")}
+        for name in ("python", "root"):
+            value = header.get(name)
+            if isinstance(value, str) and len(value) <= 4096:
+                info[name] = value
+        granularity = header.get("granularity")
+        if isinstance(granularity, int) and 0 < granularity <= 10**9:
             self.mtime_granularity_ns = granularity
-        self._pinger = asyncio.create_task(self._ping_loop())
+        fsid = header.get("fsid")
+        self.fsid = fsid if isinstance(fsid, str) and 0 < len(fsid) <= 200 else None
+        self.info = info
 
     async def close(self) -> None:
-        # Python 3.11's wait_for returns a result that arrives as it is cancelled and drops
-        # the cancellation: the ping loop would go on forever and this close() wait for it
-        # (seen as podsync never exiting after an initial sync). The flag ends it anyway.
-        self._closing = True
-        if self._pinger:
-            self._pinger.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._pinger
-        if self._failure is None:
-            with contextlib.suppress(PodsyncError, asyncio.TimeoutError, OSError):
-                await self._request({"t": "bye"}, timeout=2)
-        with contextlib.suppress(asyncio.TimeoutError, PodsyncError, OSError):
-            await asyncio.wait_for(self._channel.wait(), 3)
-        await self._channel.kill()
-        if self._reader:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
+        await self._link.close()
 
-    # -- plumbing -----------------------------------------------------------------------
-    async def _read_loop(self) -> None:
-        try:
-            while True:
-                data = await self._channel.read(1 << 18)
-                if not data:
-                    raise TransportError(self._exit_message())
-                for frame in self._decoder.feed(data):
-                    await self._dispatch(frame)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            self._fail(exc)
+    # -- from the agent, unasked ---------------------------------------------------------------
+    def _on_hints(self, frame: Frame) -> None:
+        paths = m.paths_from_wire(frame.header.get("paths"))
+        if m.flag(frame.header, "listing"):
+            listing = m.decode_listing(frame.body, m.flag(frame.header, "z"))
+            writes = frame.header.get("w")
+            stamp = writes if isinstance(writes, int) and not isinstance(writes, bool) else -1
+            if sum(map(len, self._fresh.values())) + len(listing) > MAX_FRESH_ENTRIES:
+                self._fresh.clear()
+                self._fresh_writes.clear()
+            for root in minimal_roots(paths):
+                self._remember_fresh(root, listing, stamp)
+        self._hints.add(paths)
 
-    def _exit_message(self) -> str:
-        tail = self._stderr_tail().strip()
-        return "the agent stopped" + (f": {tail}" if tail else "")
-
-    def _fail(self, exc: BaseException) -> None:
-        if not isinstance(exc, PodsyncError):
-            exc = TransportError(f"connection to the agent broke: {exc}")
-        self._failure = exc
-        if self._pinger is not None and self._pinger is not asyncio.current_task():
-            self._pinger.cancel()
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(exc)
-                future.add_done_callback(_consume)
-        for stream in self._streams.values():
-            with contextlib.suppress(asyncio.QueueFull):
-                stream.queue.put_nowait(exc)
-        self._hints.fail(exc)
-
-    async def _dispatch(self, frame: Frame) -> None:
-        kind = frame.type
-        if kind == "hints":
-            paths = m.paths_from_wire(frame.header.get("paths"))
-            if frame.header.get("listing"):
-                listing = m.decode_listing(frame.body, bool(frame.header.get("z")))
-                writes = frame.header.get("w")
-                stamp = writes if isinstance(writes, int) else -1
-                for root in paths:
-                    self._remember_fresh(root, listing, stamp)
-            self._hints.add(paths)
-            return
-        request_id = m.int_field(frame.header, "id")
-        if kind in ("item", "chunk") or (kind == "result" and request_id in self._streams):
-            stream = self._streams.get(request_id)
-            if stream is None:
-                raise ProtocolError(f"the agent sent {kind!r} for no open request")
-            await stream.queue.put(frame)
-            return
-        future = self._pending.pop(request_id, None)
-        if future is None:
-            raise ProtocolError(f"the agent answered request {request_id} twice or unasked")
-        if kind == "error":
-            future.set_exception(AgentError(f"agent: {frame.header.get('message')}"))
-        elif kind == "result":
-            future.set_result(frame)
-        else:
-            raise ProtocolError(f"the agent sent an unknown message {kind!r}")
+    def _on_warn(self, frame: Frame) -> None:
+        for line in m.texts_from_wire(frame.header.get("lines")):
+            if line in self._warned:
+                continue
+            if len(self._warned) >= WARNINGS_KEPT:
+                self._warned.clear()
+            self._warned.add(line)
+            self._warn(line)
 
     def _remember_fresh(self, root: RelPath, listing: Snapshot, writes: int) -> None:
         """Keep the listing of ``root`` that came with a hint; it supersedes older listings
@@ -229,53 +199,10 @@ class AgentEndpoint:
 
     def _note_writes(self, reply: Frame) -> None:
         writes = reply.header.get("w")
-        if isinstance(writes, int):
+        if isinstance(writes, int) and not isinstance(writes, bool):
             self._agent_writes = max(self._agent_writes, writes)
 
-    async def _send(self, header: dict[str, Any], body: bytes = b"", flush: bool = True) -> None:
-        """Queue a frame; write the queue out when ``flush`` or when it is large. Streams
-        (put) pass flush=False so thousands of small files go out in few large writes."""
-        if self._failure:
-            raise self._failure
-        async with self._send_lock:
-            self._out.append(encode(header, body))
-            self._out_bytes += len(self._out[-1])
-            if flush or self._out_bytes >= SEND_BUFFER_BYTES:
-                data = b"".join(self._out)
-                self._out.clear()
-                self._out_bytes = 0
-                await self._channel.write(data)
-
-    async def _request(
-        self, header: dict[str, Any], body: bytes = b"", timeout: float | None = None
-    ) -> Frame:
-        request_id = next(self._ids)
-        future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
-        await self._send({**header, "id": request_id}, body)
-        if timeout is None:
-            return await future
-        try:
-            return await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            raise TransportError(f"the agent did not answer {header['t']!r} in time") from None
-
-    async def _ping_loop(self) -> None:
-        while not self._closing:
-            await asyncio.sleep(PING_INTERVAL_SECONDS)
-            try:
-                await self._request({"t": "ping"}, timeout=PING_INTERVAL_SECONDS * 3)
-            except PodsyncError as exc:
-                self._fail(exc)
-                return
-
-    async def _next(self, stream: _Stream) -> Frame | object:
-        item = await stream.queue.get()
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    # -- Endpoint -----------------------------------------------------------------------
+    # -- Endpoint -----------------------------------------------------------------------------
     async def scan(self, under: Sequence[RelPath] = ()) -> Snapshot:
         if under and all(
             root in self._fresh and self._fresh_writes[root] >= self._agent_writes for root in under
@@ -284,6 +211,7 @@ class AgentEndpoint:
             # the engine's picture: only listings that include every write are used.
             # The agent listed these subtrees when it sent the hints: no round trip needed.
             snapshot: Snapshot = {}
+            self.unreadable = []  # hints come with a listing only when all was readable
             for root in under:
                 snapshot.update(self._fresh.pop(root))
                 del self._fresh_writes[root]
@@ -293,74 +221,149 @@ class AgentEndpoint:
             return snapshot
         self._fresh.clear()
         self._fresh_writes.clear()
-        reply = await self._request({"t": "scan", "under": list(under)})
-        return m.decode_listing(reply.body, bool(reply.header.get("z")))
+        snapshot = {}
+        unreadable: list[RelPath] = []
+        roots = minimal_roots(under) if under else []
+        for batch in m.batches(roots, m.path_weight) if roots else [[]]:
+            unreadable.extend(await self._scan_batch(batch, snapshot))
+        self.unreadable = unreadable
+        return snapshot
+
+    async def _scan_batch(self, under: list[RelPath], snapshot: Snapshot) -> list[RelPath]:
+        """Add the listing of ``under`` to ``snapshot``; the paths the agent could not read."""
+        request = self._link.open("scan", frames=4)
+        try:
+            async with self._link.exclusive():
+                await self._link.send({"t": "scan", "id": request.id, "under": under})
+            while True:
+                frame = await request.inbox.get()
+                if frame.type != "list":
+                    reply = result_of(frame)
+                    return m.paths_from_wire(reply.header.get("unreadable", []))
+                snapshot.update(m.decode_listing(frame.body, m.flag(frame.header, "z")))
+                if len(snapshot) > MAX_TREE_ENTRIES:
+                    raise ProtocolError(
+                        f"the container tree has more than {MAX_TREE_ENTRIES} entries;"
+                        " exclude some of it (excludePaths)"
+                    )
+        finally:
+            self._link.finish(request)
 
     async def digests(self, paths: Sequence[RelPath]) -> dict[RelPath, str | None]:
-        reply = await self._request({"t": "digest", "paths": list(paths)})
-        raw = reply.header.get("digests")
-        if not isinstance(raw, dict):
-            raise ProtocolError("the agent sent digests in a malformed answer")
-        return {relpath(k): (v if isinstance(v, str) else None) for k, v in raw.items()}
+        out: dict[RelPath, str | None] = {}
+        for batch in m.batches(paths, m.path_weight):
+            reply = await self._link.call({"t": "digest", "paths": batch})
+            raw = reply.header.get("digests")
+            if not isinstance(raw, dict):
+                raise ProtocolError("the agent sent digests in a malformed answer")
+            wanted = set(batch)
+            for key, value in raw.items():
+                path = m.path_from_wire(key)
+                if path in wanted:
+                    out[path] = value if isinstance(value, str) and len(value) == 64 else None
+        return out
 
     async def read(self, paths: Sequence[RelPath]) -> AsyncIterator[AgentSourceFile]:
-        request_id = next(self._ids)
-        stream = _Stream()
-        self._streams[request_id] = stream
+        for batch in m.batches(paths, m.path_weight):
+            async for source in self._read_batch(batch):
+                yield source
+
+    async def _read_batch(self, paths: list[RelPath]) -> AsyncIterator[AgentSourceFile]:
+        chunk = self.download_throttle.chunk_size(CHUNK_BYTES)
+        rate = self.download_throttle.rate
+        # Flow control: the agent sends at most ``window`` bytes ahead of what was consumed
+        # (about a second of data under a bandwidth limit), so after a stall of the agent
+        # what is still on the way is consumed soon and the silence counts.
+        window = max(chunk, min(4 * CHUNK_BYTES, rate)) if rate else 4 * CHUNK_BYTES
+        request = self._link.open("get", nbytes=window + CHUNK_BYTES)
+        wanted = set(paths)
+        source: AgentSourceFile | None = None
         try:
-            await self._send(
-                {
-                    "t": "get",
-                    "id": request_id,
-                    "paths": list(paths),
-                    "compress": self._compress,
-                    "chunk": self.download_throttle.chunk_size(CHUNK_BYTES),
-                }
-            )
+            async with self._link.exclusive():
+                header = {"t": "get", "id": request.id, "paths": paths, "chunk": chunk}
+                await self._link.send({**header, "compress": self._compress, "window": window})
             while True:
-                frame = await self._next(stream)
-                assert isinstance(frame, Frame)
-                if frame.type == "result":
-                    self.read_problems.extend(
-                        m.problems_from_wire(frame.header.get("problems", []))
-                    )
-                    return
+                if source is not None and not source.finished:
+                    await source.skip()
+                frame = await request.inbox.get()
                 if frame.type != "item":
-                    raise ProtocolError(f"the agent sent {frame.type!r} where a file should start")
+                    reply = result_of(frame)
+                    self.read_problems.extend(m.problems_from_wire(reply.header.get("problems")))
+                    return
+                path = m.path_from_wire(frame.header.get("path"))
+                if path not in wanted:
+                    raise ProtocolError(f"the agent sent {path!r:.100}, which was not asked for")
+                wanted.discard(path)
                 source = AgentSourceFile(
-                    self,
-                    stream,
-                    relpath(frame.header.get("path")),
-                    Entry.from_wire(frame.header.get("entry")),
+                    self, request, path, Entry.from_wire(frame.header.get("entry"))
                 )
+                self._link.activity = f"while sending {path}"
                 yield source
         finally:
-            self._streams.pop(request_id, None)
+            self._link.activity = ""
+            self._link.finish(request)
 
     async def write(self, items: AsyncIterator[FileItem]) -> WriteResult:
-        request_id = next(self._ids)
-        future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
-        await self._send({"t": "put", "id": request_id})
-        async for item in items:
-            await self._send(
-                {
-                    "t": "item",
-                    "path": item.path,
-                    "entry": item.entry.to_wire(),
-                    "expect": m.expect_to_wire(item.expect),
-                },
-                flush=False,
-            )
-            if item.chunks is not None:
-                await self._send_chunks(item.chunks)
-        await self._send({"t": "end", "id": request_id})
-        reply = await future
+        written: dict[RelPath, Entry | None] = {}
+        problems: dict[RelPath, Problem] = {}
+        sent: set[RelPath] = set()
+
+        def on_done(frame: Frame) -> None:
+            self._merge_results(frame, sent, written, problems)
+
+        async with self._link.exclusive():
+            request = self._link.open("put", frames=4)
+            request.on_done = on_done
+            ended = False
+            try:
+                await self._link.send({"t": "put", "id": request.id}, flush=False)
+                async for item in items:
+                    sent.add(item.path)
+                    await self._send_item(item)
+                ended = True
+                await self._link.send({"t": "end", "id": request.id})
+                reply = result_of(await request.inbox.get())
+            except BaseException:
+                if not ended:
+                    self._link.abandon(request)
+                raise
+            finally:
+                self._link.activity = ""
+                self._link.finish(request)
+        self._merge_results(reply, sent, written, problems)
         self._note_writes(reply)
-        return WriteResult(
-            m.written_from_wire(reply.header.get("written", [])),
-            m.problems_from_wire(reply.header.get("problems", [])),
-        )
+        return WriteResult(written, list(problems.values()))
+
+    async def _send_item(self, item: FileItem) -> None:
+        header = {
+            "t": "item",
+            "path": item.path,
+            "entry": item.entry.to_wire(),
+            "expect": m.expect_to_wire(item.expect),
+        }
+        await self._link.send(header, flush=False)
+        if item.chunks is not None:
+            self._link.activity = f"during the upload of {item.path}"
+            await self._send_chunks(item.chunks)
+            self._link.activity = ""
+
+    @staticmethod
+    def _merge_results(
+        frame: Frame,
+        sent: set[RelPath],
+        written: dict[RelPath, Entry | None],
+        problems: dict[RelPath, Problem],
+    ) -> None:
+        """Results of a put piece: only for paths this put sent (a hostile agent cannot grow
+        them beyond the put)."""
+        for path, entry in m.written_from_wire(frame.header.get("written")).items():
+            if path not in sent:
+                raise ProtocolError(f"the agent reported writing {path!r:.100}, never sent")
+            written[path] = entry
+        for problem in m.problems_from_wire(frame.header.get("problems")):
+            if problem.path not in sent:
+                raise ProtocolError(f"the agent reported a problem at {problem.path!r:.100}")
+            problems[problem.path] = problem
 
     async def _send_chunks(self, chunks: AsyncIterator[bytes]) -> None:
         piece = self.upload_throttle.chunk_size(CHUNK_BYTES)
@@ -380,22 +383,36 @@ class AgentEndpoint:
         if changed:
             header["changed"] = True
         if self._compress and len(data) > 512:
-            packed = zlib.compress(data, COMPRESS_LEVEL)
+            packed = await _compress(data)
             if len(packed) < len(data) * 0.9:
                 header["z"] = True
                 data = packed
         await self.upload_throttle.take(len(data))
-        await self._send(header, data, flush=self.upload_throttle.limited)
+        await self._link.send(header, data, flush=self.upload_throttle.limited)
 
     async def delete(self, items: Sequence[DeleteItem]) -> WriteResult:
-        reply = await self._request(
-            {"t": "delete", "items": [[i.path, m.expect_to_wire(i.expect)] for i in items]}
-        )
-        self._note_writes(reply)
-        return WriteResult(
-            m.written_from_wire(reply.header.get("written", [])),
-            m.problems_from_wire(reply.header.get("problems", [])),
-        )
+        written: dict[RelPath, Entry | None] = {}
+        problems: dict[RelPath, Problem] = {}
+        for batch in m.batches(items, lambda item: m.path_weight(item.path) + 64):
+            reply = await self._link.call(
+                {"t": "delete", "items": [[i.path, m.expect_to_wire(i.expect)] for i in batch]}
+            )
+            self._merge_results(reply, {i.path for i in batch}, written, problems)
+            self._note_writes(reply)
+        return WriteResult(written, list(problems.values()))
 
     async def hints(self) -> list[RelPath]:
         return await self._hints.take()
+
+
+async def _compress(data: bytes) -> bytes:
+    """zlib of one chunk; a large one off the event loop (zlib releases the GIL), so acks and
+    pings keep flowing while it runs."""
+    import zlib
+
+    if len(data) < 64 * 1024:
+        return zlib.compress(data, COMPRESS_LEVEL)
+    return await asyncio.to_thread(zlib.compress, data, COMPRESS_LEVEL)
+
+
+__all__ = ["AgentEndpoint", "AgentError", "AgentSourceFile"]

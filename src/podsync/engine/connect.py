@@ -24,7 +24,14 @@ from podsync.core.excludes import Rules
 from podsync.engine.agent_endpoint import AgentEndpoint
 from podsync.engine.spec import SyncSpec, TargetSpec
 from podsync.engine.throttle import Throttle
-from podsync.errors import AgentError, ProtocolError, TargetError, TransportError, UsageError
+from podsync.errors import (
+    AgentError,
+    PeerStalled,
+    ProtocolError,
+    TargetError,
+    TransportError,
+    UsageError,
+)
 from podsync.limits import COMPRESS_BELOW_LINK_BYTES_PER_SECOND
 from podsync.transport.base import Transport
 
@@ -187,9 +194,13 @@ async def connect(
     transport = transport or await open_transport(spec, say or log)
     up = Throttle(spec.bandwidth_upload)
     down = Throttle(spec.bandwidth_download)
+
+    def warn(message: str) -> None:
+        (say or log)(f"warning: {message}")
+
     if spec.agent != "shell":
         # Fast path: the agent from an earlier run is there; one exec instead of three.
-        fast = await _start_installed(transport, spec, rules, watch, log, up, down)
+        fast = await _start_installed(transport, spec, rules, watch, log, warn, up, down)
         if fast is not None:
             return fast
     found = await probe(transport)
@@ -210,13 +221,13 @@ async def connect(
             description=why,
             upload_throttle=up,
             download_throttle=down,
-            warn=lambda message: (say or log)(f"warning: {message}"),
+            warn=warn,
         )
         await shell.start(watch=watch)
         return Remote(shell, root, transport, why)
     path = await install_agent(transport) if not found.installed else agent_path()
     endpoint = await _start_agent(
-        transport, spec, rules, watch, log, up, down, agent_command(path, root), why
+        transport, spec, rules, watch, log, warn, up, down, agent_command(path, root), why
     )
     return Remote(endpoint, root, transport, why)
 
@@ -227,6 +238,7 @@ async def _start_installed(
     rules: Rules,
     watch: bool,
     log: Any,
+    warn: Any,
     up: Throttle,
     down: Throttle,
 ) -> Remote | None:
@@ -238,8 +250,10 @@ async def _start_installed(
         root = spec.container_path or "."
     try:
         endpoint = await _start_agent(
-            transport, spec, rules, watch, log, up, down, launch_command(root), "python agent"
+            transport, spec, rules, watch, log, warn, up, down, launch_command(root), "python agent"
         )
+    except PeerStalled:
+        raise  # it started and then stalled: trying again would only double the wait
     except (AgentError, TransportError, ProtocolError):
         return None
     info = endpoint.info
@@ -259,6 +273,7 @@ async def _start_agent(
     rules: Rules,
     watch: bool,
     log: Any,
+    warn: Any,
     up: Throttle,
     down: Throttle,
     argv: list[str],
@@ -278,6 +293,7 @@ async def _start_agent(
         upload_throttle=up,
         download_throttle=down,
         stderr_tail=lambda: "; ".join(tail),
+        warn=warn,
     )
     try:
         await endpoint.start(rules, watch)

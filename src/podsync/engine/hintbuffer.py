@@ -10,8 +10,12 @@ import asyncio
 import time
 from collections.abc import Iterable
 
-from podsync.core.paths import RelPath
+from podsync.core.paths import ROOT, RelPath
 from podsync.limits import DEBOUNCE_MAX_SECONDS, DEBOUNCE_SECONDS
+
+#: More distinct hinted paths than this waiting at once become one "rescan everything" hint
+#: (memory stays bounded whatever a watcher, or a hostile agent, sends).
+MAX_PENDING_PATHS = 10_000
 
 
 class HintBuffer:
@@ -31,6 +35,8 @@ class HintBuffer:
 
     def add(self, paths: Iterable[RelPath]) -> None:
         self._paths.update(paths)
+        if len(self._paths) > MAX_PENDING_PATHS:
+            self._paths = {ROOT}
         self._last = time.monotonic()
         self._event.set()
 

@@ -19,17 +19,23 @@ import contextlib
 import os
 import shlex
 import signal
+import subprocess
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 
 from podsync.errors import TransportError
 from podsync.transport.base import RunResult, StderrSink
 
 #: How long a command may take to exit after SIGTERM before it gets SIGKILL.
-KILL_GRACE_SECONDS = 2.0
-#: Upper bound for the far-side kill helper (TERM, grace, KILL, wait until reaped).
+KILL_GRACE_SECONDS = 0.5
+#: Upper bound for the far-side kill helper (TERM, grace, KILL, wait until reaped) when a
+#: caller waits for it (``run`` after a timeout). ``kill()`` starts it detached instead.
 REMOTE_KILL_TIMEOUT_SECONDS = 15.0
-#: How long a remote command may take to start (docker exec / ssh handshake) and say its PID.
-START_TIMEOUT_SECONDS = 60.0
+#: After the far-side kill was started, how long the local client gets to exit by itself.
+REMOTE_EXIT_WAIT_SECONDS = 0.3
+#: How long a remote command may take to start (docker exec / ssh handshake) and say its PID:
+#: within the 30 s in which a dead or stalled far side must be reported.
+START_TIMEOUT_SECONDS = 25.0
 #: StreamReader buffer limit: also the longest stderr line delivered whole.
 STREAM_LIMIT = 1 << 20
 #: Stderr lines kept from a failed start to explain it.
@@ -185,19 +191,42 @@ class ProcessChannel:
         return code
 
     async def kill(self) -> None:
+        """End the command here and over there, and wait until both are gone (the far-side
+        kill is bounded by REMOTE_KILL_TIMEOUT_SECONDS). The far-side kill runs in a process
+        of its own session, so a caller that stops waiting (podsync exiting) does not stop
+        it."""
         if self._kill_task is None:
             self._kill_task = asyncio.ensure_future(self._kill())
         await asyncio.shield(self._kill_task)
 
     async def _kill(self) -> None:
-        if self._proc.returncode is None and self._remote_kill is not None:
+        try:
+            if self._proc.returncode is None and self._remote_kill is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._remote_kill(), REMOTE_KILL_TIMEOUT_SECONDS)
+                # The far side is gone: the client notices its streams closing and exits.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._proc.wait(), REMOTE_EXIT_WAIT_SECONDS)
+            await terminate(self._proc, group=self._group)
+            await self._finish_stderr()
+        except asyncio.CancelledError:
+            self._kill_now()
+            raise
+
+    def _kill_now(self) -> None:
+        """Last resort when the kill is cut short (podsync exiting): SIGKILL the local client
+        (its whole group) and close its pipes, without waiting for anything. The far side
+        then reads end of input; a far-side kill already started goes on by itself."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if self._group:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            elif self._proc.returncode is None:
+                self._proc.kill()
+        transport = getattr(self._proc, "_transport", None)
+        if transport is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._remote_kill(), REMOTE_KILL_TIMEOUT_SECONDS)
-            # The far side is gone: the client notices its streams closing and exits.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._proc.wait(), KILL_GRACE_SECONDS)
-        await terminate(self._proc, group=self._group)
-        await self._finish_stderr()
+                transport.close()
+        self._stderr_task.cancel()
 
     async def _finish_stderr(self) -> None:
         # A grandchild may still hold stderr open; do not hang on it.
@@ -259,6 +288,24 @@ async def run_process(
         await terminate(proc, group=True)
     assert proc.returncode is not None
     return RunResult(exit_code=proc.returncode, stdout=bytes(out), stderr=bytes(err))
+
+
+def start_detached(argv: Sequence[str]) -> subprocess.Popen[bytes] | None:
+    """Start ``argv`` in a session of its own, output discarded; a daemon thread reaps it
+    (its ``returncode`` is set when it ends) while podsync runs, init afterwards. None when
+    it cannot be started."""
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError:
+        return None
+    threading.Thread(target=proc.wait, name="podsync-reap", daemon=True).start()
+    return proc
 
 
 def wrap(argv: Sequence[str]) -> list[str]:
@@ -361,6 +408,13 @@ class WrappedExecTransport:
             missing=self.missing,
         )
 
+    async def kill_remote_detached(self, pid: int) -> None:
+        """End far-side process ``pid`` as :meth:`kill_remote`, from a process that goes on
+        even when this wait is cancelled or podsync exits (KILL_SCRIPT ends by itself)."""
+        proc = start_detached(self.client_argv(["sh", "-c", KILL_SCRIPT, "sh", str(pid)]))
+        while proc is not None and proc.returncode is None:
+            await asyncio.sleep(0.02)
+
     async def spawn(self, argv: Sequence[str], stderr: StderrSink) -> ProcessChannel:
         if self._shell is not False:
             channel = await self._spawn_wrapped(argv, stderr)
@@ -405,7 +459,7 @@ class WrappedExecTransport:
                 return None
             raise self._not_started(argv, text, code)
         self._shell = True
-        channel.set_remote_kill(lambda: self.kill_remote(pid))
+        channel.set_remote_kill(lambda: self.kill_remote_detached(pid))
         startup.release()
         return channel
 

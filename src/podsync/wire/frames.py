@@ -9,10 +9,17 @@ Byte stream, each direction::
     handshake:  MAGIC (8 bytes) + version (2 bytes, big endian)
     frame:      header length (4 bytes BE) + body length (4 bytes BE) + header + body
 
-The header is a UTF-8 JSON object with at least ``"t"`` (the message type); the body is raw
-bytes (file content, or a compact listing). The magic comes first so that a shell banner or
-"python3: not found" on the agent's stdout is recognised as such instead of being parsed.
-Nothing relies on end-of-stream: the exec protocols of older Kubernetes cannot signal it.
+The header is a JSON object with at least ``"t"`` (the message type), written as pure ASCII
+(every non-ASCII character as a ``\\u`` escape); the body is raw bytes (file content, or a
+compact listing). File names are bytes on Linux: a name that is not valid UTF-8 travels as the
+lone surrogates ``os.fsdecode`` gives for its undecodable bytes (U+DC80..U+DCFF), which JSON
+escapes carry unchanged, so names cross byte-exact. Receivers decode with ``surrogateescape``
+and validate every value where it is used (``core.paths.relpath``, ``Entry.from_wire``).
+
+The magic comes first so that a shell banner or "python3: not found" on the agent's stdout is
+recognised as such instead of being parsed. Nothing relies on end-of-stream: the exec
+protocols of older Kubernetes cannot signal it. Memory: the decoder holds at most one frame
+(bounded by MAX_HEADER_BYTES + MAX_BODY_BYTES) plus the bytes of one ``feed``.
 """
 
 from __future__ import annotations
@@ -21,11 +28,15 @@ import json
 import struct
 from typing import Any, Dict, List, Optional, Tuple
 
+from podsync.core import paths
 from podsync.errors import ProtocolError
 from podsync.limits import MAX_BODY_BYTES, MAX_HEADER_BYTES
 
 MAGIC = b"\x89PSYNC\r\n"
-VERSION = 1
+#: Version 2: bounded listings and batches, acknowledgements and progress (liveness), cancel.
+VERSION = 2
+#: Text before the magic longer than this is not a banner: the peer is not speaking podsync.
+MAX_PREAMBLE_BYTES = 4096
 _HANDSHAKE = struct.Struct(">H")
 _LENGTHS = struct.Struct(">II")
 
@@ -38,10 +49,7 @@ def handshake_bytes(version: int = VERSION) -> bytes:
 
 def encode(header: Header, body: bytes = b"") -> bytes:
     """One frame as bytes."""
-    # surrogateescape: file names that are not UTF-8 travel byte-exact (core.paths).
-    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode(
-        "utf-8", "surrogateescape"
-    )
+    raw = json.dumps(header, separators=(",", ":")).encode("ascii")
     return _LENGTHS.pack(len(raw), len(body)) + raw + body
 
 
@@ -77,23 +85,33 @@ class Decoder:
         self.peer_version: Optional[int] = None
         #: Text that arrived before the magic (a shell banner, an error message).
         self.preamble = b""
+        self._broken: Optional[ProtocolError] = None
 
     def feed(self, data: bytes) -> List[Frame]:
+        """The frames completed by ``data``; ProtocolError (now and on every later call) when
+        the stream is broken."""
+        if self._broken is not None:
+            raise self._broken
         self._buf += data
         frames: List[Frame] = []
-        if self._need_handshake and not self._take_handshake():
-            return frames
-        while True:
-            frame = self._take_frame()
-            if frame is None:
+        try:
+            if self._need_handshake and not self._take_handshake():
                 return frames
-            frames.append(frame)
+            while True:
+                frame = self._take_frame()
+                if frame is None:
+                    return frames
+                frames.append(frame)
+        except ProtocolError as exc:
+            self._broken = exc
+            del self._buf[:]
+            raise
 
     def _take_handshake(self) -> bool:
         at = self._buf.find(MAGIC)
-        if at < 0:
+        if at < 0 or at > MAX_PREAMBLE_BYTES:
             # Keep a tail that could be the start of the magic; the rest is preamble.
-            if len(self._buf) > 4096:
+            if len(self._buf) > MAX_PREAMBLE_BYTES + len(MAGIC):
                 raise ProtocolError(
                     f"{self._peer} did not start the podsync protocol; it printed: "
                     f"{_printable(bytes(self._buf[:200]))}"
@@ -132,12 +150,19 @@ class Decoder:
     def buffered(self) -> int:
         return len(self._buf)
 
+    @property
+    def printed(self) -> str:
+        """What the peer printed so far instead of the handshake (for a one-line error)."""
+        raw = self.preamble if not self._need_handshake else bytes(self._buf[:200])
+        return _printable(raw) if raw else ""
+
 
 def _parse_header(raw: bytes, peer: str) -> Header:
     try:
         header = json.loads(raw.decode("utf-8", "surrogateescape"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError(f"{peer} sent a frame header that is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
+        reason = str(exc)[:100] or type(exc).__name__
+        raise ProtocolError(f"{peer} sent a frame header that is not JSON: {reason}") from None
     if not isinstance(header, dict) or not isinstance(header.get("t"), str):
         raise ProtocolError(f"{peer} sent a frame header without a message type")
     return header
@@ -146,6 +171,14 @@ def _parse_header(raw: bytes, peer: str) -> Header:
 def _printable(data: bytes) -> str:
     text = data.decode("utf-8", "replace").strip()
     return " ".join(text.split()) or repr(data)
+
+
+def printable(text: str, limit: int = 500) -> str:
+    """``text`` from the other side made safe to print and log: one line, at most ``limit``
+    characters, bytes that are not UTF-8 as ``\\xNN`` and other unprintable characters
+    escaped (``core.paths.printable``); never an encoding error."""
+    line = paths.printable(" ".join(text.split()))
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def split_waiting_text(preamble: bytes) -> Tuple[str, ...]:

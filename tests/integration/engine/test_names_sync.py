@@ -15,7 +15,6 @@ import contextlib
 import os
 from pathlib import Path
 
-import pytest
 from tests.integration.engine.engine_helpers import EngineThread, agent_pids, local_spec
 from tests.support.privileges import without_root_override
 from tests.support.wait import wait_until
@@ -267,11 +266,6 @@ def _far_unreadable_scenario(local: Path, far: Path) -> dict[str, object]:
         engine.stop()
 
 
-@pytest.mark.xfail(
-    reason="needs the agent to report the paths its scan could not read (proto: 'unreadable' "
-    "in the scan result, read by the agent endpoint)",
-    strict=True,
-)
 def test_an_unreadable_container_folder_is_unknown_not_deleted(tmp_path: Path) -> None:
     """The same guarantee on the agent's side: a folder in the container that becomes
     unreadable keeps its local copies."""

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import struct
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from podsync.core.entry import ANY, Entry
 from podsync.errors import ProtocolError, UnsafePath
+from podsync.limits import MAX_BODY_BYTES, MAX_HEADER_BYTES
 from podsync.wire import messages as m
-from podsync.wire.frames import MAGIC, Decoder, encode, handshake_bytes
+from podsync.wire.frames import (
+    MAGIC,
+    MAX_PREAMBLE_BYTES,
+    Decoder,
+    encode,
+    handshake_bytes,
+    printable,
+)
 
 FRAMES = [
     ({"t": "hello", "id": 1, "rules": {"exclude": ["node_modules/"]}}, b""),
@@ -52,6 +63,72 @@ def test_command_not_found_is_reported_in_words() -> None:
 def test_other_protocol_version_is_refused_by_name() -> None:
     with pytest.raises(ProtocolError, match="the agent speaks protocol version 9"):
         Decoder("the agent").feed(MAGIC + b"\x00\x09")
+
+
+def test_version_one_agents_are_refused() -> None:
+    """Version 1 had unbounded listings and no acknowledgements: a new agent installs."""
+    with pytest.raises(ProtocolError, match="version 1, this podsync speaks 2"):
+        Decoder("the agent").feed(handshake_bytes(1))
+
+
+def test_names_that_are_not_utf8_cross_byte_exact() -> None:
+    """Linux names are bytes: os.fsdecode gives lone surrogates for undecodable ones; a frame
+    carries them unchanged, so os.fsencode on the other side gives the same bytes."""
+    name = os.fsdecode(b"caf\xe9-\xff\xfe.txt")
+    frames = Decoder("x").feed(handshake_bytes() + encode({"t": "item", "path": f"d/{name}"}))
+    assert os.fsencode(frames[0].header["path"]) == b"d/caf\xe9-\xff\xfe.txt"
+
+
+def test_headers_are_ascii_whatever_the_names() -> None:
+    raw = encode({"t": "x", "p": os.fsdecode(b"\xff") + "é漢"})
+    assert raw[8:].isascii()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["plain", "é ü 漢字", os.fsdecode(b"bad \xff name"), "\ud800 lone", "multi\nline\ttext"],
+)
+def test_printable_never_raises_and_is_one_line(text: str) -> None:
+    shown = printable(text)
+    shown.encode("utf-8")  # always encodable
+    assert "\n" not in shown
+    assert printable("x" * 1000, 50) == "x" * 47 + "..."
+
+
+def test_oversized_header_is_refused_before_it_is_buffered() -> None:
+    decoder = Decoder("the agent")
+    lengths = struct.pack(">II", MAX_HEADER_BYTES + 1, 0)
+    with pytest.raises(ProtocolError, match="oversized frame"):
+        decoder.feed(handshake_bytes() + lengths)
+    assert decoder.buffered == 0
+
+
+def test_oversized_body_is_refused() -> None:
+    lengths = struct.pack(">II", 10, MAX_BODY_BYTES + 1)
+    with pytest.raises(ProtocolError, match="oversized frame"):
+        Decoder("the agent").feed(handshake_bytes() + lengths)
+
+
+def test_a_broken_stream_stays_broken() -> None:
+    decoder = Decoder("the agent")
+    with pytest.raises(ProtocolError):
+        decoder.feed(handshake_bytes() + b"\x00\x00\x00\x02\x00\x00\x00\x00[]")
+    with pytest.raises(ProtocolError):
+        decoder.feed(encode({"t": "ok"}))
+
+
+def test_a_long_banner_without_the_magic_is_refused() -> None:
+    decoder = Decoder("the agent")
+    decoder.feed(b"x" * MAX_PREAMBLE_BYTES)
+    with pytest.raises(ProtocolError, match="did not start the podsync protocol"):
+        decoder.feed(b"x" * 100 + handshake_bytes())
+
+
+def test_deeply_nested_json_is_a_protocol_error() -> None:
+    raw = b"[" * 100_000 + b"]" * 100_000
+    frame = struct.pack(">II", len(raw), 0) + raw
+    with pytest.raises(ProtocolError, match="not JSON"):
+        Decoder("the agent").feed(handshake_bytes() + frame)
 
 
 @pytest.mark.parametrize(
