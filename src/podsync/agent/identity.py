@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from typing import Optional
 
 #: Where the identity is kept: outside any synced folder, in the container's own /tmp (it
@@ -19,30 +20,55 @@ FSID_DIR = "/tmp/.podsync/ids"
 
 
 def filesystem_id(root: str, base: str = FSID_DIR) -> Optional[str]:
-    """``<hostname>/<random id>``: the same for every connection to this root in this
-    container (also across ``docker restart``: /tmp and the hostname survive it), new in a new
-    pod or a recreated container. None when it cannot be kept (never an error)."""
+    """``<hostname>/<random id>/<device>:<inode of the root>``: the same for every
+    connection to this root in this container (also across ``docker restart``: /tmp, the
+    hostname and the root's inode survive it), new in a new pod or a recreated container, and
+    new when the root folder itself was recreated (say /tmp is a volume that outlives the
+    container's filesystem). None when it cannot be kept (never an error).
+
+    ``base`` may be shared with other users on an ssh host: it must be a directory of ours
+    (not a symlink), and files are created without following links."""
     try:
-        key = hashlib.sha256(os.fsencode(os.path.realpath(root))).hexdigest()
+        real = os.path.realpath(root)
+        st = os.stat(real)
+        key = hashlib.sha256(os.fsencode(real)).hexdigest()
         os.makedirs(base, mode=0o700, exist_ok=True)
+        info = os.lstat(base)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            return None
         path = os.path.join(base, key)
-        try:
-            with open(path, encoding="ascii") as handle:
-                ident = handle.read(100).strip()
-        except FileNotFoundError:
+        ident = _read(path)
+        if ident is None:
             temp = f"{path}.{os.getpid()}.tmp"
-            with open(temp, "w", encoding="ascii") as handle:
-                handle.write(os.urandom(16).hex() + "\n")
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
+            try:
+                os.write(fd, (os.urandom(16).hex() + "\n").encode("ascii"))
+            finally:
+                os.close(fd)
             try:
                 os.link(temp, path)  # the first of two racing agents wins
             except FileExistsError:
                 pass
             finally:
                 os.unlink(temp)
-            with open(path, encoding="ascii") as handle:
-                ident = handle.read(100).strip()
-        if len(ident) != 32 or ident.strip("0123456789abcdef"):
+            ident = _read(path)
+        if ident is None or len(ident) != 32 or ident.strip("0123456789abcdef"):
             return None
-        return f"{os.uname().nodename}/{ident}"
+        return f"{os.uname().nodename}/{ident}/{st.st_dev}:{st.st_ino}"
     except (OSError, UnicodeError, ValueError):
         return None
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _read(path: str) -> Optional[str]:
+    """The id kept at ``path`` (not through a symlink), None when there is none."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    try:
+        return os.read(fd, 100).decode("ascii").strip()
+    finally:
+        os.close(fd)

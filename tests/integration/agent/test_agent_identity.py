@@ -5,6 +5,7 @@ container, and None (never an error) where it cannot be kept.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,3 +76,35 @@ def test_fsid_is_none_where_it_cannot_be_kept(tmp_path: Path) -> None:
     for entry in key_dir.iterdir():
         entry.write_text("not an id")
     assert filesystem_id(str(tmp_path), str(key_dir)) is None
+
+
+def test_a_recreated_root_is_another_filesystem(tmp_path: Path) -> None:
+    """Review 1.6: /tmp (where the id is kept) may outlive the synced folder."""
+    ids = tmp_path / "ids"
+    (tmp_path / "a").mkdir()
+    before = filesystem_id(str(tmp_path / "a"), str(ids))
+    (tmp_path / "a").rename(tmp_path / "a.old")
+    (tmp_path / "a").mkdir()
+    after = filesystem_id(str(tmp_path / "a"), str(ids))
+    assert None not in (before, after) and before != after
+
+
+def test_an_id_folder_that_is_not_ours_is_not_used(tmp_path: Path) -> None:
+    """Review 2.3: on a shared ssh host another user could plant links in the id folder."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "linked").symlink_to(tmp_path / "elsewhere")
+    assert filesystem_id(str(tmp_path / "a"), str(tmp_path / "linked")) is None
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    ids = tmp_path / "ids"
+    ids.mkdir(mode=0o700)
+    key = hashlib.sha256(os.fsencode(os.path.realpath(tmp_path / "a"))).hexdigest()
+    (ids / key).symlink_to(victim)
+    assert filesystem_id(str(tmp_path / "a"), str(ids)) is None
+    assert victim.read_text() == "keep me"
+    if os.getuid() == 0:
+        other = tmp_path / "other"
+        other.mkdir()
+        os.chown(other, 65534, 65534)
+        assert filesystem_id(str(tmp_path / "a"), str(other)) is None
