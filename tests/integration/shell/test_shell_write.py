@@ -212,3 +212,16 @@ def test_uploads_and_polling_need_no_end_of_input(box: Box) -> None:
     assert box.sh("ls /app/k | wc -l").strip() == b"8"
     assert staging_dirs(box) == b""
     assert [p for p in box.processes() if "sh -c" in p or "cat" in p] == []
+
+
+def test_names_the_shell_would_expand_are_written_as_they_are(box: Box) -> None:
+    """A file name is data, never code: `$(...)`, backquotes, `$VAR`, quotes and globs in a
+    name land byte-exact and run nothing (the staged name was once spliced in unquoted)."""
+    names = ["$(touch pwned)", "`touch pwned2`.txt", "$HOME x.txt", 'it\'s "q" *.txt']
+    ep = box.endpoint()
+    result = run(ep.write(items_of([file_item(f"sub/{n}", n.encode()) for n in names])))
+    assert result.problems == []
+    for n in names:
+        assert box.read(f"/app/sub/{n}") == n.encode()
+    ran = box.sh("find / -xdev \\( -name pwned -o -name pwned2 \\) 2>/dev/null || true")
+    assert ran == b""

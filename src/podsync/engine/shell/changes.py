@@ -150,7 +150,7 @@ def _file_group(folder: RelPath, members: Sequence[Upload]) -> str:
             f"elif ! {test}; then "
             f"echo 'E {u.index} changed in the container since it was scanned; left alone'\n"
             f"else {{ [ -d {p} ] || [ -L {p} ]; }} && clr {p}; "
-            f'set -- "$@" "$S/{u.staged}"; k="$k {u.index}"; fi'
+            f'set -- "$@" "$S"/{q(u.staged or "")}; k="$k {u.index}"; fi'
         )
     lines.append(
         f'if [ $# -gt 0 ]; then if mv -f -- "$@" {d}/; then for i in $k; do echo "K $i"; done\n'

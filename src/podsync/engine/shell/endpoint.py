@@ -81,6 +81,9 @@ class ShellEndpoint:
         self._poller: Poller | None = None
         self._baseline = Baseline()
         self.read_problems: list[Problem] = []
+        #: The container filesystem's identity, in the Python agent's format (same folder of
+        #: ids), or None when it cannot be kept.
+        self.fsid: str | None = None
         self.stderr_tail: list[str] = []
         #: Permission bits of files as last listed (a replaced file keeps its own).
         self._perms: dict[RelPath, int] = {}
@@ -96,6 +99,7 @@ class ShellEndpoint:
                 f"{self.transport.description}: cannot create {self.root}: "
                 + result.stderr.decode("utf-8", "replace").strip()[:200]
             )
+        self.fsid = scripts.parse_fsid(result.stdout)
         if watch:
             await self._start_poller()
 
@@ -352,7 +356,7 @@ FRAME_BYTES = 1 << 20
 #: left behind over an hour ago (younger ones may belong to another running sync).
 _PREPARE = (
     'mkdir -p -- "$1" && cd -- "$1" && { find . -maxdepth 1 -name ".podsync-stage-*" -mmin +60'
-    " -exec rm -rf {} + 2>/dev/null; true; }"
+    " -exec rm -rf {} + 2>/dev/null; true; } || exit 1\n" + scripts.FSID
 )
 
 

@@ -167,3 +167,39 @@ def listing_lines(paths: Sequence[str]) -> str:
     for run in chunked([q(dot(p)) for p in paths]):
         lines.append(f"find {' '.join(run)} -prune {expr} 2>/dev/null")
     return "\n".join(lines) + "\n"
+
+
+# -- identity -------------------------------------------------------------------------------
+
+#: Run in the sync root after ``cd``: prints ``=FSID <host>/<id>/<dev>:<ino>``, the Python
+#: agent's identity of this root (podsync.agent.identity: same folder of ids, same key, the
+#: sha256 of the real path, so either agent recognises the other's record). Prints nothing when
+#: the id cannot be kept (no sha256sum, a folder that is not ours or a link); never fails.
+FSID = r"""
+b=/tmp/.podsync/ids; r=$(pwd -P) || exit 0
+(umask 077; mkdir -p "$b") 2>/dev/null
+[ -d "$b" ] && [ ! -L "$b" ] && [ -O "$b" ] || exit 0
+k=$(printf '%s' "$r" | sha256sum 2>/dev/null) && k=${k%% *} && [ ${#k} -eq 64 ] || exit 0
+f="$b/$k"; i=
+if [ ! -e "$f" ] && [ ! -L "$f" ]; then
+  n=$(head -c 16 /dev/urandom | sha256sum) && n=$(printf %.32s "$n") && t="$f.$$.tmp" &&
+  (umask 077; set -C; printf '%s\n' "$n" >"$t") 2>/dev/null &&
+  { ln "$t" "$f" 2>/dev/null; rm -f "$t"; }
+fi
+[ -f "$f" ] && [ ! -L "$f" ] && read -r i <"$f"
+case $i in *[!0-9a-f]*|'') exit 0;; esac
+[ ${#i} -eq 32 ] || exit 0
+h=$(uname -n 2>/dev/null || cat /proc/sys/kernel/hostname)
+d=$(stat -c '%d:%i' .) && echo "=FSID $h/$i/$d"
+"""
+
+
+def parse_fsid(out: bytes) -> str | None:
+    """The identity printed by :data:`FSID`, None when there is none or it looks wrong."""
+    for line in out.decode("utf-8", "replace").splitlines():
+        if line.startswith("=FSID "):
+            value = line[6:]
+            parts = value.split("/")
+            if 0 < len(value) <= 200 and len(parts) == 3 and all(parts):
+                return value
+    return None
