@@ -185,7 +185,7 @@ class Link:
         for frame in frames:
             kind = frame.type
             if kind == "ping":
-                self.control({"t": "ack", "rx": self.rx})
+                self.control(self._pong(frame.header))
             elif kind == "cancel":
                 self._cancel(frame.header.get("id"))
             elif kind == "credit":
@@ -195,6 +195,16 @@ class Link:
             else:
                 requests.append(frame)
         return not requests or self.queue_frames(requests)
+
+    def _pong(self, ping: Dict[str, Any]) -> Dict[str, Any]:
+        """The answer to a ``ping``: an ``ack``; a numbered ping also gets its number back
+        with our wall clock, taken now (the engine's clock offset: ``engine.latency``)."""
+        answer: Dict[str, Any] = {"t": "ack", "rx": self.rx}
+        number = ping.get("n")
+        if isinstance(number, int) and not isinstance(number, bool) and 0 < number < 1 << 53:
+            answer["n"] = number
+            answer["at"] = time.time()
+        return answer
 
     def _cancel(self, request_id: Any) -> None:
         if isinstance(request_id, int):

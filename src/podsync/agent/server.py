@@ -282,10 +282,13 @@ class Server:
         while not self.link.stopping.is_set():
             try:
                 paths = self.watcher.wait(0.5)
+                # wait() returns as soon as the watcher has events: when the change was seen
+                # (the engine's latency figures, converted to its clock: engine.latency).
+                seen = time.time()
                 if paths:
                     paths = self._settle(paths)
                 if paths and not self.link.stopping.is_set():
-                    self._send_hints(paths)
+                    self._send_hints(paths, seen)
             except Stopped:
                 return
             except Exception as exc:
@@ -307,11 +310,12 @@ class Server:
             gathered.update(more)
         return sorted(gathered)
 
-    def _send_hints(self, paths: List[RelPath]) -> None:
+    def _send_hints(self, paths: List[RelPath], seen: Optional[float] = None) -> None:
         rep = self._rep()
         roots = bounded_roots(minimal_roots(paths))
+        stamp = {} if seen is None else {"at": seen}
         if "" in roots:
-            self.link.send({"t": "hints", "paths": [""]})
+            self.link.send({"t": "hints", "paths": [""], **stamp})
             return
         # Read before listing: a listing is stamped with the writes it surely includes, so
         # the engine never trusts one taken before a write whose result it has already seen.
@@ -323,7 +327,7 @@ class Server:
             unreadable = roots
         if unreadable:
             # The engine must learn what is unknown: it asks with a scan, whose answer says.
-            self.link.send({"t": "hints", "paths": roots})
+            self.link.send({"t": "hints", "paths": roots, **stamp})
             return
         self._send_warnings()
         roots = [r for r in roots if not self._is_echo(r, listing)]
@@ -333,10 +337,11 @@ class Server:
         pieces = list(m.listing_pieces(fresh)) if len(fresh) <= LISTING_CHUNK_ENTRIES else []
         if len(pieces) != 1 or len(pieces[0]) != len(fresh):
             # Too large for one message: the engine asks with a (streamed) scan.
-            self.link.send({"t": "hints", "paths": roots})
+            self.link.send({"t": "hints", "paths": roots, **stamp})
             return
         body, compressed = m.encode_listing(fresh)
         header = {"t": "hints", "paths": roots, "listing": True, "z": compressed, "w": writes}
+        header.update(stamp)
         self.link.send(header, body)
 
     def _is_echo(self, root: RelPath, listing: Dict[RelPath, Entry]) -> bool:

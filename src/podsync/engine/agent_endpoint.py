@@ -14,6 +14,8 @@ ProtocolError at once (the session reconnects), never a growing buffer or file.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -120,6 +122,13 @@ class AgentEndpoint:
             stderr_tail=stderr_tail,
             liveness=liveness,
         )
+        #: For the latency figures (``engine.latency``): when each hinted change happened
+        #: (local clock), when each of our writes was acknowledged, the agent's clock, and
+        #: whether the agent stamps its hints (else they count from their arrival).
+        self.event_times = self._hints.times
+        self.applied_at: dict[RelPath, float] = {}
+        self.clock = self._link.clock
+        self.hint_stamps = False
         #: Listings that came with hints, by hinted root, until the engine asks for them.
         self._fresh: dict[RelPath, Snapshot] = {}
         self._fresh_writes: dict[RelPath, int] = {}
@@ -153,13 +162,18 @@ class AgentEndpoint:
         fsid = header.get("fsid")
         self.fsid = fsid if isinstance(fsid, str) and 0 < len(fsid) <= 200 else None
         self.info = info
+        self._link.ping()  # the first of CLOCK_ROUNDS: the clock offset, before any hint
 
     async def close(self) -> None:
         await self._link.close()
 
     # -- from the agent, unasked ---------------------------------------------------------------
     def _on_hints(self, frame: Frame) -> None:
+        arrived = time.time()
         paths = m.paths_from_wire(frame.header.get("paths"))
+        seen = m.time_field(frame.header, "at")
+        if seen is not None:
+            self.hint_stamps = True
         if m.flag(frame.header, "listing"):
             listing = m.decode_listing(frame.body, m.flag(frame.header, "z"))
             writes = frame.header.get("w")
@@ -169,7 +183,8 @@ class AgentEndpoint:
                 self._fresh_writes.clear()
             for root in minimal_roots(paths):
                 self._remember_fresh(root, listing, stamp)
-        self._hints.add(paths)
+        at = arrived if seen is None else self._link.clock.to_local(seen, arrived)
+        self._hints.add(paths, at)
 
     def _on_warn(self, frame: Frame) -> None:
         for line in m.texts_from_wire(frame.header.get("lines")):
@@ -308,8 +323,11 @@ class AgentEndpoint:
         problems: dict[RelPath, Problem] = {}
         sent: set[RelPath] = set()
 
+        stamped = [0]
+
         def on_done(frame: Frame) -> None:
             self._merge_results(frame, sent, written, problems)
+            stamped[0] = self._stamp_applied(written, stamped[0])
 
         async with self._link.exclusive():
             request = self._link.open("put", frames=4)
@@ -331,8 +349,18 @@ class AgentEndpoint:
                 self._link.activity = ""
                 self._link.finish(request)
         self._merge_results(reply, sent, written, problems)
+        self._stamp_applied(written, stamped[0])
         self._note_writes(reply)
         return WriteResult(written, list(problems.values()))
+
+    def _stamp_applied(self, written: dict[RelPath, Entry | None], known: int) -> int:
+        """Note now as the acknowledgement time of the paths ``written`` gained after its
+        first ``known`` ones (results only add paths); returns how many it holds now."""
+        now = time.time()
+        for path, entry in itertools.islice(written.items(), known, None):
+            if entry is not None:
+                self.applied_at[path] = now
+        return len(written)
 
     async def _send_item(self, item: FileItem) -> None:
         header = {

@@ -1,7 +1,8 @@
 """Debounced change hints from a watcher.
 
-Owns: coalescing bursts of watch events into one batch. May import: the standard library,
-``podsync.limits``, ``podsync.core.paths``.
+Owns: coalescing bursts of watch events into one batch, and when each hinted change happened
+(``times``, read by the latency measurement: ``engine.latency``). May import: the standard
+library, ``podsync.limits``, ``podsync.core.paths``, ``podsync.engine.latency``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import time
 from collections.abc import Iterable
 
 from podsync.core.paths import ROOT, RelPath
+from podsync.engine.latency import EventTimes
 from podsync.limits import DEBOUNCE_MAX_SECONDS, DEBOUNCE_SECONDS
 
 #: More distinct hinted paths than this waiting at once become one "rescan everything" hint
@@ -32,8 +34,14 @@ class HintBuffer:
         self._limit = limit
         self._failure: BaseException | None = None
         self._last = 0.0
+        #: When the change behind each hinted path happened (local wall clock).
+        self.times = EventTimes()
 
-    def add(self, paths: Iterable[RelPath]) -> None:
+    def add(self, paths: Iterable[RelPath], at: float | None = None) -> None:
+        """Hint ``paths``; ``at`` is when their change happened (local wall clock; default:
+        now, the hint's arrival)."""
+        paths = list(paths)
+        self.times.note(paths, time.time() if at is None else at)
         self._paths.update(paths)
         if len(self._paths) > MAX_PENDING_PATHS:
             self._paths = {ROOT}
@@ -60,5 +68,6 @@ class HintBuffer:
                 break
             await asyncio.sleep(wait)
         paths, self._paths = self._paths, set()
+        self.times.take()
         self._event.clear()
         return sorted(paths)

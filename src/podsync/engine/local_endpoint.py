@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,10 @@ class LocalEndpoint:
         self.mtime_granularity_ns = self._replica.mtime_granularity_ns
         self._warn = warn
         self._hints = HintBuffer()
+        #: When each hinted change happened, and when each write was committed (local wall
+        #: clock): the latency measurement reads (and clears) them (``engine.latency``).
+        self.event_times = self._hints.times
+        self.applied_at: dict[RelPath, float] = {}
         self._watcher: Any = None
         self._stop = threading.Event()
         self.read_problems: list[Problem] = []
@@ -131,7 +136,8 @@ class LocalEndpoint:
                 while not self._stop.is_set():
                     paths = self._watcher.wait(0.5)
                     if paths and not self._stop.is_set():
-                        loop.call_soon_threadsafe(self._hints.add, paths)
+                        seen = time.time()  # wait() returns as soon as inotify has events
+                        loop.call_soon_threadsafe(self._hints.add, paths, seen)
 
             threading.Thread(target=pump, name="podsync-local-watch", daemon=True).start()
         else:  # pragma: no cover - exercised on macOS/Windows only
@@ -240,6 +246,7 @@ class LocalEndpoint:
                 problems.append(outcome)
             else:
                 written[item.path] = outcome
+                self.applied_at[item.path] = time.time()
         return WriteResult(written, problems)
 
     async def _write_one(self, item: FileItem) -> Entry | Problem:

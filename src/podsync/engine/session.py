@@ -28,6 +28,7 @@ from podsync.engine.connect import Remote, connect
 from podsync.engine.executor import Executor, Outcome
 from podsync.engine.firstpass import FirstPass
 from podsync.engine.local_endpoint import LocalEndpoint
+from podsync.engine.measure import MeasuredWatch
 from podsync.engine.onupload import OnUpload
 from podsync.engine.report import Console, Progress, StatusBoard, SyncLog, now_iso
 from podsync.engine.spec import RunOptions, SyncSpec
@@ -58,7 +59,7 @@ def _rules(spec: SyncSpec) -> Rules:
     return Rules(spec.exclude, spec.upload_exclude, spec.download_exclude)
 
 
-class Session(FirstPass, WatchPhase):
+class Session(FirstPass, MeasuredWatch, WatchPhase):
     def __init__(
         self,
         spec: SyncSpec,
@@ -333,5 +334,6 @@ class Session(FirstPass, WatchPhase):
                 bar.finish()
         self.on_upload.note(plan, out)
         self._report(out, phase)
+        self._measure(out, phase, local, remote)
         self._note_problems(out)
         self._dirty.set()

@@ -46,6 +46,9 @@ class SyncStatus:
     downloaded_files: int = 0
     downloaded_bytes: int = 0
     message: str | None = None
+    #: Save -> applied latency per direction over the last changes (``engine.latency``,
+    #: ``LatencyMeter.to_json``); None until the watch phase has measured a change.
+    latency: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.state not in STATES:

@@ -15,6 +15,11 @@ agent's reader thread, even while the agent works). Agent -> engine: ``result`` 
 of a ``get``), ``done`` (a piece of a put's or delete's results), ``progress`` (the agent is
 working on request ``id``), ``ack`` (``rx``: how many bytes the agent has read so far),
 ``hints`` and ``warn`` (unsolicited).
+
+Times (optional, for the latency figures; either side works with a peer that sends none): a
+``ping`` may carry a number ``n``, and its ``ack`` then echoes ``n`` with the agent's wall
+clock ``at`` (the engine's clock offset, see ``engine.latency``); ``hints`` carry ``at``, when
+the agent's watcher read the first event of the burst.
 """
 
 from __future__ import annotations
@@ -311,6 +316,26 @@ def int_field(header: Dict[str, Any], name: str, lo: int = 0, hi: int = (1 << 63
         kind = printable(str(header.get("t")), 40)
         raise ProtocolError(f"message {kind!r} lacks an integer {name!r} in [{lo}, {hi}]")
     return value
+
+
+#: Wall-clock times on the wire (seconds since the epoch) lie in [0, TIME_MAX].
+TIME_MAX = float(1 << 40)
+
+
+def time_field(header: Dict[str, Any], name: str) -> Optional[float]:
+    """An optional wall-clock time (seconds since the epoch, a finite number in
+    [0, TIME_MAX]); None when absent."""
+    value = header.get(name)
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0.0 <= value <= TIME_MAX  # also rejects NaN
+    ):
+        kind = printable(str(header.get("t")), 40)
+        raise ProtocolError(f"message {kind!r} has a malformed time {name!r}")
+    return float(value)
 
 
 def flag(header: Dict[str, Any], name: str) -> bool:

@@ -78,6 +78,8 @@ class ShellEndpoint:
         self._warn = warn
         self._interval = poll_interval
         self._hints = HintBuffer()
+        #: When each hinted change was seen: the poll listing's arrival (``engine.latency``).
+        self.event_times = self._hints.times
         self._poller: Poller | None = None
         self._baseline = Baseline()
         self.read_problems: list[Problem] = []
