@@ -114,6 +114,27 @@ def totals_text(sync: SyncStatus) -> str:
     )
 
 
+def _ms(value: object) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return f"{value:.1f}" if value < 10 else f"{value:.0f}"
+
+
+def latency_text(sync: SyncStatus) -> str:
+    """p50/p95 of each direction (``engine.latency``): "↑ 12/30 ms" per line, "-" before
+    the first change is measured."""
+    figures = sync.latency if isinstance(sync.latency, dict) else {}
+    lines = []
+    for arrow, direction in (("↑", "up"), ("↓", "down")):
+        one = figures.get(direction)
+        if not isinstance(one, dict) or not one.get("count"):
+            continue
+        p50, p95 = _ms(one.get("p50_ms")), _ms(one.get("p95_ms"))
+        if p50 is not None and p95 is not None:
+            lines.append(f"{arrow} {p50}/{p95} ms")
+    return "\n".join(lines) or "-"
+
+
 def show_status(status: StatusFile | None, folder: Path, console: Console) -> None:
     if status is None:
         console.print(
@@ -127,6 +148,7 @@ def show_status(status: StatusFile | None, folder: Path, console: Console) -> No
     table = Table(title=f"podsync (pid {status.pid}, updated {status.updated})")
     for column in ("Sync", "Local ↔ Remote", "State", "Conflicts", "Last activity", "Totals"):
         table.add_column(column, overflow="fold")
+    table.add_column("Latency p50/p95", overflow="fold")
     for sync in status.syncs:
         table.add_row(
             *cells(
@@ -136,6 +158,7 @@ def show_status(status: StatusFile | None, folder: Path, console: Console) -> No
                 str(sync.conflicts),
                 activity_text(sync),
                 totals_text(sync),
+                latency_text(sync),
             )
         )
     console.print(table)
