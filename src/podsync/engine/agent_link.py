@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from podsync.engine.agent_requests import FrameHandler, Request, result_of
-from podsync.engine.latency import CLOCK_ROUNDS, ClockOffset
+from podsync.engine.latency import PingClock
 from podsync.errors import PeerStalled, PodsyncError, ProtocolError, TransportError
 from podsync.limits import BYE_WAIT_SECONDS, LIVENESS_SECONDS, PING_INTERVAL_SECONDS
 from podsync.transport.base import Channel
@@ -46,8 +46,6 @@ INBOX_BYTES = 4 << 20
 CANCELLED_KEPT = 256
 #: How long close() waits for the agent to take its ``bye`` and for the channel to end.
 KILL_WAIT_SECONDS = 0.8
-#: Numbered pings whose answer is still awaited (older ones are forgotten).
-PINGS_KEPT = 16
 
 
 def liveness_seconds() -> float:
@@ -106,9 +104,7 @@ class AgentLink:
         self._reader_free_since = now
         self._tasks: list[asyncio.Task[None]] = []
         #: The agent's clock relative to ours, from numbered pings (``engine.latency``).
-        self.clock = ClockOffset()
-        self._ping_ids = itertools.count(1)
-        self._pings: collections.OrderedDict[int, float] = collections.OrderedDict()
+        self.clock = PingClock()
 
     # -- life cycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -305,8 +301,10 @@ class AgentLink:
         header = frame.header
         if kind == "ack":
             self._acknowledged(m.int_field(header, "rx"))
-            if "n" in header:
-                self._pong(header)
+            if "n" in header:  # a numbered ping's answer: maybe the next ping at once
+                number, received = m.int_field(header, "n", 1), time.time()
+                if self.clock.answer(number, m.time_field(header, "at"), received):
+                    self.ping()
             return
         if kind == "hints":
             self._on_hints(frame)
@@ -341,26 +339,9 @@ class AgentLink:
             self._reader_free_since = time.monotonic()
 
     def ping(self) -> None:
-        """Send a numbered ping (a control frame: it goes before queued data). An agent that
-        knows the numbers answers with its clock, which refines ``clock``."""
-        number = next(self._ping_ids)
-        self._pings[number] = time.time()
-        while len(self._pings) > PINGS_KEPT:
-            self._pings.popitem(last=False)
-        self.control({"t": "ping", "n": number})
-
-    def _pong(self, header: dict[str, Any]) -> None:
-        """The answer to a numbered ping: one more round trip for the clock offset; while
-        connecting (fewer than CLOCK_ROUNDS answers), the next ping goes at once."""
-        received = time.time()
-        number = m.int_field(header, "n", 1)
-        far = m.time_field(header, "at")
-        sent = self._pings.pop(number, None)
-        if sent is None or far is None:
-            return
-        self.clock.observe(sent, far, received)
-        if self.clock.samples < CLOCK_ROUNDS and self.failure is None:
-            self.ping()
+        """Send a numbered ping (a control frame: before queued data); an agent that knows
+        the numbers answers with its clock, which refines ``clock``."""
+        self.control(self.clock.ping(time.time()))
 
     def _acknowledged(self, rx: int) -> None:
         if rx > self._acked:

@@ -172,6 +172,33 @@ class ClockOffset:
         }
 
 
+class PingClock(ClockOffset):
+    """A :class:`ClockOffset` fed by numbered pings: ``ping`` gives the next ping's header and
+    remembers when it went; ``answer`` takes the echo (the last ``kept`` pings are awaited;
+    an answer to another number is ignored) and says whether to send the next ping at once
+    (while fewer than CLOCK_ROUNDS answers came: right after connecting)."""
+
+    def __init__(self, kept: int = 16) -> None:
+        super().__init__()
+        self.kept = kept
+        self._number = 0
+        self._sent: dict[int, float] = {}
+
+    def ping(self, now: float) -> dict[str, Any]:
+        self._number += 1
+        self._sent[self._number] = now
+        for old in [n for n in self._sent if n <= self._number - self.kept]:
+            del self._sent[old]
+        return {"t": "ping", "n": self._number}
+
+    def answer(self, number: int, far_time: float | None, received: float) -> bool:
+        sent = self._sent.pop(number, None)
+        if sent is None or far_time is None:
+            return False
+        self.observe(sent, far_time, received)
+        return self.samples < CLOCK_ROUNDS
+
+
 def _covering(path: str) -> Iterable[str]:
     """``path``, its parents, and the root ``""`` (hint paths name what may have changed,
     and a hinted directory stands for everything below it)."""

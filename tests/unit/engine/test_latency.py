@@ -10,10 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from podsync.engine.latency import (
+    CLOCK_ROUNDS,
     WINDOW,
     ClockOffset,
     EventTimes,
     LatencyMeter,
+    PingClock,
     Window,
     percentile,
 )
@@ -206,6 +208,43 @@ def test_offset_error_is_at_most_half_the_round_trip(
     clock.observe(sent, sent + there + true, sent + there + back)
     assert clock.offset is not None and clock.rtt is not None
     assert abs(clock.offset - true) <= clock.rtt / 2 + 1e-6
+
+
+def test_ping_clock_numbers_pings_and_matches_answers() -> None:
+    clock = PingClock()
+    assert clock.ping(100.0) == {"t": "ping", "n": 1}
+    assert clock.ping(101.0) == {"t": "ping", "n": 2}
+    # The answer to ping 2 (sent at 101.0): the agent is 2 s ahead, 4 ms round trip.
+    assert clock.answer(2, 103.002, 101.004) is True  # fewer than CLOCK_ROUNDS: ping again
+    assert clock.offset == pytest.approx(2.0)
+    assert clock.answer(2, 103.002, 101.004) is False  # answered already: ignored
+    assert clock.answer(9, 1.0, 101.0) is False  # never sent
+    assert clock.samples == 1
+
+
+def test_ping_clock_wants_clock_rounds_answers_then_stops() -> None:
+    clock = PingClock()
+    wanted = []
+    for i in range(CLOCK_ROUNDS + 2):
+        number = clock.ping(float(i))["n"]
+        wanted.append(clock.answer(number, float(i), float(i) + 0.001))
+    assert wanted == [True] * (CLOCK_ROUNDS - 1) + [False] * 3
+
+
+def test_ping_clock_answer_without_a_clock_counts_nothing() -> None:
+    clock = PingClock()
+    clock.ping(1.0)
+    assert clock.answer(1, None, 1.1) is False
+    assert not clock.known and clock.samples == 0
+
+
+def test_ping_clock_forgets_old_pings() -> None:
+    clock = PingClock(kept=3)
+    for i in range(5):
+        clock.ping(float(i))
+    assert clock.answer(1, 0.0, 10.0) is False  # forgotten: pings 3, 4, 5 are awaited
+    assert clock.answer(2, 0.0, 10.0) is False
+    assert clock.answer(3, 2.0, 2.001) is True
 
 
 # -- event times --------------------------------------------------------------------------------
