@@ -5,8 +5,9 @@ The test makes N saves one after the other and measures each one itself, on its 
 (``time.monotonic``): from just before the save to the moment the file is seen on the other
 side. Seeing it there is polled, about every millisecond: in the container by a ``sh`` loop
 started once with ``docker exec -i`` (it prints each name when the file exists; the test
-stamps the line as it arrives), locally by the test itself. Then it compares the p50 of its
-own figures with the p50 the engine reports in ``status sync --json``.
+stamps the line as it arrives), locally by the test itself (tests/support/latency_probe.py).
+Then it compares the p50 of its own figures with the p50 the engine reports in ``status sync
+--json``.
 
 Tolerance: ``external p50 - 50 ms <= engine p50 <= external p50 + 50 ms``, and the engine's
 figure is never negative. Why 50 ms: the two measure the same interval from slightly
@@ -26,22 +27,24 @@ the poll (up to 0.5 s), so only ``0 <= engine p50 <= external p50 + 50 ms`` is c
 
 from __future__ import annotations
 
-import queue
-import shlex
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from tests.e2e.harness import SyncProcess
 from tests.support import docker as d
-from tests.support.wait import wait_until
+from tests.support.latency_probe import (
+    WATCH,
+    WRITE,
+    ContainerProbe,
+    engine_figures,
+    external_down,
+    external_up,
+    p50_ms,
+)
 
-from podsync.engine.latency import percentile
 from podsync.engine.status import read_status, status_path
 
 pytestmark = pytest.mark.docker
@@ -50,105 +53,6 @@ pytestmark = pytest.mark.docker
 SAVES = 20
 #: See the module docstring.
 TOLERANCE_MS = 50.0
-#: A save must show on the other side within this long (a deadline, not a pause).
-SAVE_DEADLINE = 20.0
-
-
-class ContainerProbe:
-    """One long-running ``sh`` in the container, fed names on stdin; for each name it prints
-    a line. ``watch``: the line comes once the file exists (polled every ~1 ms). ``write``:
-    it writes the file, then prints. The test stamps each line as it arrives."""
-
-    WATCH = 'while read n; do while [ ! -e "$n" ]; do sleep 0.001; done; echo "$n"; done'
-    WRITE = 'while read n; do echo "$n" > "$n" && echo "$n"; done'
-
-    def __init__(self, container: str, script: str, root: str = "/app") -> None:
-        self.proc = subprocess.Popen(
-            ["docker", "exec", "-i", container, "sh", "-c", f"cd {shlex.quote(root)} && {script}"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=d.docker_env(),
-            bufsize=0,
-        )
-        self.lines: queue.Queue[tuple[str, float]] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            self.lines.put((raw.decode().strip(), time.monotonic()))
-
-    def send(self, name: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(name.encode() + b"\n")
-
-    def line(self, name: str) -> float:
-        """When the line for ``name`` arrived (AssertionError after SAVE_DEADLINE)."""
-        while True:
-            try:
-                got, at = self.lines.get(timeout=SAVE_DEADLINE)
-            except queue.Empty:
-                raise AssertionError(f"the container never showed {name}") from None
-            if got == name:
-                return at
-
-    def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def external_up(workdir: Path, probe: ContainerProbe, names: list[str]) -> list[float]:
-    """Seconds from each local save to the file existing in the container."""
-    out = []
-    for name in names:
-        probe.send(name)
-        start = time.monotonic()
-        (workdir / name).write_text(f"{name}\n")
-        out.append(probe.line(name) - start)
-    return out
-
-
-def external_down(workdir: Path, writer: ContainerProbe, names: list[str]) -> list[float]:
-    """Seconds from asking the container to write each file to it existing locally."""
-    out = []
-    for name in names:
-        start = time.monotonic()
-        writer.send(name)
-        wait_until(
-            (workdir / name).exists,
-            SAVE_DEADLINE,
-            interval=0.001,
-            message=f"{name} never appeared locally",
-        )
-        out.append(time.monotonic() - start)
-        writer.line(name)
-    return out
-
-
-def engine_figures(workdir: Path, direction: str, count: int) -> dict[str, Any]:
-    """The engine's figures for ``direction`` once it has measured ``count`` changes."""
-    path = status_path(workdir / ".devspace")
-    found: dict[str, Any] = {}
-
-    def measured() -> bool:
-        status = read_status(path)
-        latency = status.syncs[0].latency if status is not None and status.syncs else None
-        figures = (latency or {}).get(direction) or {}
-        found.clear()
-        found.update(latency or {})
-        return bool(figures.get("count", 0) >= count)
-
-    wait_until(measured, 15, message=f"the engine never measured {count} {direction} changes")
-    return found
-
-
-def p50_ms(samples: list[float]) -> float:
-    return percentile(sorted(samples), 0.5) * 1000
 
 
 @pytest.fixture
@@ -191,7 +95,8 @@ def test_engine_latency_matches_an_external_probe(
     assert status is not None and status.syncs[0].latency is None  # the initial sync: none
     assert agent in status.syncs[0].agent
 
-    watch = ContainerProbe(name, ContainerProbe.WATCH)
+    exec_argv = ["docker", "exec", "-i", name]
+    watch = ContainerProbe(exec_argv, WATCH, d.docker_env())
     try:
         up = external_up(workdir, watch, [f"up-{i}.txt" for i in range(SAVES)])
     finally:
@@ -203,7 +108,7 @@ def test_engine_latency_matches_an_external_probe(
     assert 0 <= engine_up["p50_ms"] <= engine_up["p95_ms"] <= engine_up["max_ms"]
     assert abs(engine_up["p50_ms"] - p50_ms(up)) <= TOLERANCE_MS, (up, engine_up)
 
-    writer = ContainerProbe(name, ContainerProbe.WRITE)
+    writer = ContainerProbe(exec_argv, WRITE, d.docker_env())
     try:
         down = external_down(workdir, writer, [f"down-{i}.txt" for i in range(SAVES)])
     finally:
