@@ -121,7 +121,7 @@ def _ms(value: object) -> str | None:
 
 
 def latency_text(sync: SyncStatus) -> str:
-    """p50/p95 of each direction (``engine.latency``): "↑ 12/30 ms" per line, "-" before
+    """p50/p95 of each direction in ms (``engine.latency``): "↑ 12/30" per line, "-" before
     the first change is measured."""
     figures = sync.latency if isinstance(sync.latency, dict) else {}
     lines = []
@@ -131,7 +131,7 @@ def latency_text(sync: SyncStatus) -> str:
             continue
         p50, p95 = _ms(one.get("p50_ms")), _ms(one.get("p95_ms"))
         if p50 is not None and p95 is not None:
-            lines.append(f"{arrow} {p50}/{p95} ms")
+            lines.append(f"{arrow} {p50}/{p95}")
     return "\n".join(lines) or "-"
 
 
@@ -148,7 +148,7 @@ def show_status(status: StatusFile | None, folder: Path, console: Console) -> No
     table = Table(title=f"podsync (pid {status.pid}, updated {status.updated})")
     for column in ("Sync", "Local ↔ Remote", "State", "Conflicts", "Last activity", "Totals"):
         table.add_column(column, overflow="fold")
-    table.add_column("Latency p50/p95", overflow="fold")
+    table.add_column("Latency\np50/p95\n(ms)", overflow="fold", min_width=8)
     for sync in status.syncs:
         table.add_row(
             *cells(
