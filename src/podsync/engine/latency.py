@@ -25,9 +25,11 @@ its reader thread, with its wall clock ``at``. With ``t_send``/``t_recv`` the lo
 receive times, ``offset = at - (t_send + t_recv) / 2``: the agent's clock minus ours,
 assuming the answer was taken half-way through the round trip. The error of that assumption
 is at most ``rtt / 2``, so the estimate of the smallest round trip seen is kept (a ping that
-waited behind a large write has a long round trip and loses). An agent event stamped
-``at`` happened at ``at - offset`` on our clock; it is never taken as later than the hint's
-arrival, and a negative sample (clock error) counts as 0.
+waited behind a large write has a long round trip and loses). Two clocks drift apart, so an
+estimate's round trip counts as growing by CLOCK_DRIFT per second of its age (100 ppm, 0.1 ms
+per second: the 1 ms estimate of an hour ago counts as 361 ms, and a fresh 5 ms ping wins).
+An agent event stamped ``at`` happened at ``at - offset`` on our clock; it is never taken as
+later than the hint's arrival, and a negative sample (clock error) counts as 0.
 
 Only writes count (files, directories, links): deletions are held on purpose for a moment
 (the mass-deletion check) and would measure that hold, not the transport.
@@ -46,6 +48,8 @@ WINDOW = 1000
 MAX_EVENT_PATHS = 10_000
 #: Ping answers wanted right after connecting (each sent when the previous one came back).
 CLOCK_ROUNDS = 4
+#: How fast an offset estimate ages: seconds of round trip added per second of age.
+CLOCK_DRIFT = 1e-4
 
 
 def percentile(ordered: Sequence[float], fraction: float) -> float:
@@ -140,6 +144,7 @@ class ClockOffset:
         self.offset: float | None = None
         self.rtt: float | None = None
         self.samples = 0
+        self._taken = 0.0  # when the kept estimate was measured (its ping's midpoint)
 
     def observe(self, sent: float, far_time: float, received: float) -> None:
         """One ping: sent at ``sent``, answered with the far clock at ``far_time``, answer
@@ -149,9 +154,11 @@ class ClockOffset:
         if rtt < 0 or not (math.isfinite(rtt) and math.isfinite(far_time)):
             return
         self.samples += 1
-        if self.rtt is None or rtt <= self.rtt:
+        middle = (sent + received) / 2.0
+        if self.rtt is None or rtt <= self.rtt + max(0.0, middle - self._taken) * CLOCK_DRIFT:
             self.rtt = rtt
-            self.offset = far_time - (sent + received) / 2.0
+            self.offset = far_time - middle
+            self._taken = middle
 
     @property
     def known(self) -> bool:

@@ -181,6 +181,18 @@ def test_the_smallest_round_trip_wins() -> None:
     assert clock.samples == 3
 
 
+def test_an_old_estimate_gives_way_as_the_clocks_drift() -> None:
+    clock = ClockOffset()
+    clock.observe(0.0, 7.0005, 0.001)  # 1 ms round trip at t=0: offset 7 s
+    clock.observe(10.0, 17.0105, 10.005)  # 5 ms, 10 s later: still worse (1 ms + 1 ms of age)
+    assert clock.offset == pytest.approx(7.0) and clock.rtt == pytest.approx(0.001)
+    clock.observe(3600.0, 3607.2025, 3600.005)  # an hour later: 1 ms counts as 361 ms
+    assert clock.rtt == pytest.approx(0.005)
+    assert clock.offset == pytest.approx(7.2)  # the clocks drifted 0.2 s apart meanwhile
+    clock.observe(3601.0, 3608.3, 3601.2)  # a ping stuck behind a big write: no
+    assert clock.rtt == pytest.approx(0.005)
+
+
 def test_a_clock_that_runs_backwards_is_ignored() -> None:
     clock = ClockOffset()
     clock.observe(10.0, 5.0, 9.0)  # received before sent: the local clock stepped
