@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
 SyncState = Literal[
-    "starting", "initial sync", "watching", "reconnecting", "halted", "error", "stopped"
+    "starting", "initial sync", "resuming", "watching", "reconnecting", "halted", "error", "stopped"
 ]
 STATES: tuple[str, ...] = get_args(SyncState)
 
