@@ -153,3 +153,20 @@ def test_dev_all_replicas_uploads_to_each_pod(
     rows = _rows(project)
     assert rows["sync-0"] == "primary" and len(rows) == 2, rows
     assert dev.stop() == 0, dev.output
+
+
+def test_no_watch_all_replicas_syncs_each_pod_then_exits(
+    space: Kube, started: list[Podsync], tmp_path: Path
+) -> None:
+    project = tmp_path / "n"
+    project.mkdir()
+    (project / "one.txt").write_text("one")
+    space.deployment("nw", {"app": "nw"}, replicas=2)
+    pods = space.ready_pods("app=nw")
+    args = ("sync", "-l", "app=nw", "--container-path", ROOT, "--all-replicas", "--no-watch")
+    sync = Podsync(space, project, *args)
+    started.append(sync)
+    assert sync.proc.wait(120) == 0, sync.output
+    for pod in pods:
+        assert space.cat(pod, f"{ROOT}/one.txt") == b"one", sync.output
+    assert "Traceback" not in sync.output
