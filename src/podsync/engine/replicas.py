@@ -184,17 +184,18 @@ class ReplicaSupervisor:
             self._retry_at[pod] = time.monotonic() + RESTART_SECONDS
 
     async def _apply(self, plan: ReplicaPlan) -> None:
-        if plan.primary is not None and plan.primary != self._primary_pod:
-            if self._primary_pod is not None:
-                self.say(f"primary is now pod {plan.primary} (the newest Ready pod)")
-            self._primary_pod = plan.primary
+        connected = self._connected_pod()
+        if connected is not None and connected != self._primary_pod:
+            if self._primary_pod is not None:  # said once the primary sync is there
+                self.say(f"primary is now pod {connected} (the newest Ready pod)")
+            self._primary_pod = connected
         if self.primary.spec.name in self.board.rows:
             self.board.update(self.primary.spec.name, role="primary")
         for pod, replica in list(self.replicas.items()):
             if pod == plan.primary:
                 await self._stop(pod, f"pod {pod} is the primary now; its upload-only sync ends")
             elif pod not in plan.replicas:
-                await self._stop(pod, f"replica {pod} is gone; dropped")
+                await self._stop(pod, f"replica {pod} is gone (or not Ready); dropped")
             elif replica.task.done() and pod not in self._halted:
                 self._reap(pod, replica)
         self._halted &= set(self.replicas)

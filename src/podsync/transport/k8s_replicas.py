@@ -27,9 +27,10 @@ class ReplicaPlan:
 
 
 def newest_first(candidates: Sequence[Candidate]) -> list[Candidate]:
-    """The usable candidates, newest pod first (name breaks ties, as the selection does)."""
+    """The usable candidates in the selection's order: Ready pods, then the newest, the name
+    breaking ties (``k8s_select._best_first``)."""
     usable = [c for c in candidates if c.usable]
-    return sorted(usable, key=lambda c: (c.pod.created, c.pod.name), reverse=True)
+    return sorted(usable, key=lambda c: (c.pod.ready, c.pod.created, c.pod.name), reverse=True)
 
 
 def plan_replicas(candidates: Sequence[Candidate], current: str | None) -> ReplicaPlan:

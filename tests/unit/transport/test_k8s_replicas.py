@@ -65,3 +65,13 @@ def test_no_usable_pod_means_no_primary_and_no_replica() -> None:
 def test_replicas_keep_their_container_and_ties_break_by_name() -> None:
     pods = [cand("a", 4, container="web"), cand("b", 4, container="web")]
     assert plan_replicas(pods, None) == ReplicaPlan("b", {"a": "web"})
+
+
+def test_a_pod_whose_ready_condition_lags_comes_after_ready_ones_as_in_selection() -> None:
+    lagging = cand("lagging", 9)
+    lagging = Candidate(
+        PodInfo("lagging", "ns", phase="Running", ready=False, created=lagging.pod.created,
+                containers=lagging.pod.containers),
+        lagging.container,
+    )  # fmt: skip
+    assert plan_replicas([cand("a", 1), lagging], None) == ReplicaPlan("a", {"lagging": "main"})
