@@ -170,3 +170,39 @@ def test_no_watch_all_replicas_syncs_each_pod_then_exits(
     for pod in pods:
         assert space.cat(pod, f"{ROOT}/one.txt") == b"one", sync.output
     assert "Traceback" not in sync.output
+
+
+def test_rollout_replaces_every_pod_and_each_new_one_joins(
+    space: Kube, started: list[Podsync], tmp_path: Path
+) -> None:
+    project = tmp_path / "r"
+    project.mkdir()
+    (project / "hello.txt").write_text("hello")
+    space.deployment("ro", {"app": "ro"}, replicas=2)
+    old = set(space.ready_pods("app=ro"))
+    sync = Podsync(space, project, "sync", "-l", "app=ro", "--container-path", ROOT,
+                   "--all-replicas")  # fmt: skip
+    started.append(sync)
+    sync.wait_for("watching for changes", count=2)
+    space.kubectl("rollout", "restart", "deployment/ro", check=True)
+    space.kubectl("rollout", "status", "deployment/ro", "--timeout=120s", timeout=150, check=True)
+    wait_until(
+        lambda: not old & {p["metadata"]["name"] for p in space.pods("app=ro")},
+        120,
+        message="the old pods did not go",
+    )
+    new = space.ready_pods("app=ro")
+    assert len(new) == 2 and not old & set(new)
+    (project / "after.txt").write_text("after the rollout")
+    _everywhere(space, new, "hello.txt", b"hello", sync)
+    _everywhere(space, new, "after.txt", b"after the rollout", sync)
+    wait_until(
+        lambda: len(_rows(project)) == 2 and _replica_pods(project) < set(new),
+        60,
+        message=f"status rows are not the new pods: {_rows(project)}\n{sync.output}",
+    )
+    (primary,) = set(new) - _replica_pods(project)
+    space.sh(primary, f"echo back > {ROOT}/back.txt")
+    wait_until(lambda: (project / "back.txt").exists(), 90, message=f"download:{sync.output}")
+    assert sync.proc.poll() is None and "Traceback" not in sync.output, sync.output
+    assert sync.stop() == 0, sync.output
