@@ -161,7 +161,7 @@ class ReplicaSupervisor:
         self.replicas[pod] = _Replica(session, task, container)
 
     async def _stop(self, pod: str, why: str) -> None:
-        replica = self.replicas.pop(pod)
+        replica = self.replicas.pop(pod)  # at once: gathered stops must not see it again
         replica.task.cancel()
         await asyncio.wait([replica.task], timeout=SHUTDOWN_SECONDS)
         if replica.task.done() and not replica.task.cancelled():
@@ -191,13 +191,16 @@ class ReplicaSupervisor:
             self._primary_pod = connected
         if self.primary.spec.name in self.board.rows:
             self.board.update(self.primary.spec.name, role="primary")
+        stops = []
         for pod, replica in list(self.replicas.items()):
             if pod == plan.primary:
-                await self._stop(pod, f"pod {pod} is the primary now; its upload-only sync ends")
+                why = f"pod {pod} is the primary now; its upload-only sync ends"
+                stops.append(self._stop(pod, why))
             elif pod not in plan.replicas:
-                await self._stop(pod, f"replica {pod} is gone (or not Ready); dropped")
+                stops.append(self._stop(pod, f"replica {pod} is gone (or not Ready); dropped"))
             elif replica.task.done() and pod not in self._halted:
                 self._reap(pod, replica)
+        await asyncio.gather(*stops)  # a scale-down by N waits for them together
         self._halted &= set(self.replicas)
         for pod in [p for p in self._retry_at if p not in plan.replicas]:
             del self._retry_at[pod]
