@@ -130,7 +130,7 @@ def show_status(status: StatusFile | None, folder: Path, console: Console) -> No
     for sync in status.syncs:
         table.add_row(
             *cells(
-                sync.name,
+                sync.name + (f" ({sync.role})" if sync.role else ""),
                 f"{sync.local} ↔ {sync.remote}",
                 state_text(sync),
                 str(sync.conflicts),

@@ -46,6 +46,8 @@ class SyncStatus:
     downloaded_files: int = 0
     downloaded_bytes: int = 0
     message: str | None = None
+    #: With --all-replicas: "primary" (synced both ways) or "replica" (upload only); else None.
+    role: str | None = None
 
     def __post_init__(self) -> None:
         if self.state not in STATES:
