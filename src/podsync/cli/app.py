@@ -89,6 +89,10 @@ ResetStateOpt = typer.Option(
     "--reset-state",
     help="Forget what earlier runs agreed on: the spec's initial sync runs again.",
 )
+AllReplicasOpt = typer.Option(
+    "--all-replicas",
+    help="Upload to every pod the selection matches; download from the newest Ready one only.",
+)
 
 
 def _version(value: bool) -> None:
@@ -215,6 +219,7 @@ def sync_command(
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every file.")] = False,
     reset_state: Annotated[bool, ResetStateOpt] = False,
+    all_replicas: Annotated[bool, AllReplicasOpt] = False,
     agent: Annotated[
         Agent,
         typer.Option(
@@ -261,12 +266,17 @@ def sync_command(
         bandwidth_upload=bandwidth_upload,
         bandwidth_download=bandwidth_download,
         agent=agent.value,
+        all_replicas=all_replicas,
     )
     cfg = _optional_config(config, needed=image_name is not None)
     state_dir = (cfg.root if cfg is not None and config is not None else Path.cwd()) / STATE_DIR
     spec = cliflags.build_sync_spec(flags, cfg, state_dir)
     options = RunOptions(
-        watch=not no_watch, dry_run=dry_run, verbose=verbose, reset_state=reset_state
+        watch=not no_watch,
+        dry_run=dry_run,
+        verbose=verbose,
+        reset_state=reset_state,
+        all_replicas=all_replicas,
     )
     _run([spec], options)
 
@@ -287,6 +297,7 @@ def _optional_config(config: Path | None, needed: bool) -> ProjectConfig | None:
         "podsync dev",
         "podsync dev --config path/to/devspace.yaml",
         "podsync dev --terminal",
+        "podsync dev --all-replicas",
     ),
 )
 def dev_command(
@@ -296,6 +307,7 @@ def dev_command(
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", help="Log every batch.")] = False,
     reset_state: Annotated[bool, ResetStateOpt] = False,
+    all_replicas: Annotated[bool, AllReplicasOpt] = False,
 ) -> None:
     """Run every dev.sync entry of devspace.yaml until Ctrl-C, streaming container logs."""
     from podsync.cli.specs import to_sync_specs
@@ -309,7 +321,12 @@ def dev_command(
         )
     _run(
         to_sync_specs(cfg, cfg.root / STATE_DIR),
-        RunOptions(terminal=terminal, verbose=verbose, reset_state=reset_state),
+        RunOptions(
+            terminal=terminal,
+            verbose=verbose,
+            reset_state=reset_state,
+            all_replicas=all_replicas,
+        ),
         dev=True,
     )
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 KB = 1024
 TARGET_FLAGS = ("--pod", "--label-selector", "--image-name", "--docker", "--ssh", "--local-target")
-KUBE_ONLY_FLAGS = ("--container", "--namespace", "--kube-context", "--pick")
+KUBE_ONLY_FLAGS = ("--container", "--namespace", "--kube-context", "--pick", "--all-replicas")
 
 
 def parse_label_selector(value: str, flag: str = "--label-selector") -> dict[str, str]:
@@ -72,6 +72,7 @@ class SyncFlags:
     bandwidth_upload: int | None = None
     bandwidth_download: int | None = None
     agent: Literal["auto", "python", "shell"] = "auto"
+    all_replicas: bool = False
 
 
 def _no_dash(flag: str, value: str, what: str) -> str:
@@ -105,6 +106,7 @@ def build_target(flags: SyncFlags, cfg: ProjectConfig | None) -> TargetSpec:
         "--namespace": flags.namespace,
         "--kube-context": flags.kube_context,
         "--pick": flags.pick or None,
+        "--all-replicas": flags.all_replicas or None,
     }
     misplaced = [name for name, value in extra.items() if value is not None]
     if misplaced and not kube:
@@ -126,6 +128,8 @@ def build_target(flags: SyncFlags, cfg: ProjectConfig | None) -> TargetSpec:
 
 
 def _kube_target(flags: SyncFlags, cfg: ProjectConfig | None) -> TargetSpec:
+    if flags.all_replicas and flags.pick:
+        raise UsageError("--all-replicas and --pick: pass at most one of them")
     selector = parse_label_selector(flags.label_selector) if flags.label_selector else None
     image_ref = None
     if flags.image_name is not None:
@@ -178,6 +182,8 @@ def build_sync_spec(flags: SyncFlags, cfg: ProjectConfig | None, state_dir: Path
     """The SyncSpec for ``podsync sync`` (its flags validated, paths made absolute)."""
     if flags.upload_only and flags.download_only:
         raise UsageError("--upload-only and --download-only: pass at most one of them")
+    if flags.all_replicas and flags.download_only:
+        raise UsageError("--all-replicas and --download-only: replicas only receive uploads")
     target = build_target(flags, cfg)
     problem = check_container_path(("--container-path",), flags.container_path)
     if problem is not None:

@@ -88,7 +88,7 @@ def human_bytes(count: int) -> str:
 
 def state_text(sync: SyncStatus) -> str:
     text: str = sync.state
-    if sync.state == "initial sync" and sync.progress is not None:
+    if sync.state in ("initial sync", "resuming") and sync.progress is not None:
         text += f" {sync.progress * 100:.0f}%"
     if sync.message:
         text += f": {sync.message}"
@@ -152,7 +152,7 @@ def show_status(status: StatusFile | None, folder: Path, console: Console) -> No
     for sync in status.syncs:
         table.add_row(
             *cells(
-                sync.name,
+                sync.name + (f" ({sync.role})" if sync.role else ""),
                 f"{sync.local} ↔ {sync.remote}",
                 state_text(sync),
                 str(sync.conflicts),

@@ -102,8 +102,8 @@ class FirstPass:
                 f"{phase}: already in sync ({len(self.L)} entries compared in"
                 f" {(planned - started) * 1000:.0f} ms)"
             )
-        if restart:
-            self.state("initial sync", progress=0.0)
+        if restart:  # a resume applies what changed while stopped: say so, not "initial sync"
+            self.state("initial sync" if phase == "initial sync" else "resuming", progress=0.0)
         await self._execute(plan, local, remote, phase, progress=restart)
         self.log.write(
             self.spec.name,

@@ -119,6 +119,8 @@ async def _main(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     tasks = [asyncio.create_task(s.run(), name=s.spec.name) for s in sessions]
+    if options.all_replicas:  # one supervisor per Kubernetes entry (engine.replicas)
+        tasks += _supervisors(sessions, tasks, console, log, board)
     extra: list[asyncio.Task[None]] = []
     if after_initial is not None:
         extra.append(asyncio.create_task(_after(sessions, after_initial)))
@@ -165,6 +167,25 @@ async def _main(
     for line in failed:
         console.line(f"podsync: {line}")
     return EXIT_RUNTIME if failed else EXIT_OK
+
+
+def _supervisors(
+    sessions: Sequence[Session],
+    tasks: Sequence[asyncio.Task[None]],
+    console: Console,
+    log: SyncLog,
+    board: StatusBoard,
+) -> list[asyncio.Task[None]]:
+    from podsync.engine.replicas import ReplicaSupervisor
+
+    return [
+        asyncio.create_task(
+            ReplicaSupervisor(session, task, console, log, board).run(),
+            name=f"{session.spec.name} replicas",
+        )
+        for session, task in zip(sessions, tasks, strict=True)
+        if session.spec.target.kind == "kubernetes"
+    ]
 
 
 def _quiet(log: SyncLog, context: dict[str, Any]) -> None:

@@ -116,3 +116,6 @@ class RunOptions:
     terminal: bool = False
     #: Forget the state saved by earlier runs: the spec's initial sync runs again.
     reset_state: bool = False
+    #: --all-replicas: every pod a Kubernetes selection matches gets the local changes
+    #: (engine.replicas); downloads come from one primary pod only.
+    all_replicas: bool = False

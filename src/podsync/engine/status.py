@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
 SyncState = Literal[
-    "starting", "initial sync", "watching", "reconnecting", "halted", "error", "stopped"
+    "starting", "initial sync", "resuming", "watching", "reconnecting", "halted", "error", "stopped"
 ]
 STATES: tuple[str, ...] = get_args(SyncState)
 
@@ -46,6 +46,8 @@ class SyncStatus:
     downloaded_files: int = 0
     downloaded_bytes: int = 0
     message: str | None = None
+    #: With --all-replicas: "primary" (synced both ways) or "replica" (upload only); else None.
+    role: str | None = None
     #: Save -> applied latency per direction over the last changes (``engine.latency``,
     #: ``LatencyMeter.to_json``); None until the watch phase has measured a change.
     latency: dict[str, Any] | None = None

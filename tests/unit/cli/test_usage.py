@@ -65,6 +65,19 @@ USAGE = [
         "--image-name), not --docker",
     ),
     (
+        ["sync", "--docker", "c", "--all-replicas"],
+        "podsync: --all-replicas: only applies to Kubernetes targets (--pod, --label-selector, "
+        "--image-name), not --docker",
+    ),
+    (
+        ["sync", "-l", "app=x", "--all-replicas", "--pick"],
+        "podsync: --all-replicas and --pick: pass at most one of them",
+    ),
+    (
+        ["sync", "-l", "app=x", "--all-replicas", "--download-only"],
+        "podsync: --all-replicas and --download-only: replicas only receive uploads",
+    ),
+    (
         ["sync", "--ssh", "-oProxyCommand=x"],
         'podsync: --ssh: "-oProxyCommand=x" is not a valid [user@]host',
     ),

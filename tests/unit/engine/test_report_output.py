@@ -106,3 +106,10 @@ def test_progress_bar_shows_the_sync_name_literally() -> None:
         assert label.plain == "[web{0}\\xff] initial sync"
     finally:
         bar.finish()
+
+
+def test_a_resume_reads_as_resuming_with_its_progress_not_as_an_initial_sync() -> None:
+    from podsync.cli.views import state_text
+
+    assert state_text(_row(state="resuming", progress=0.4)) == "resuming 40%"
+    assert state_text(_row(state="initial sync", progress=0.25)) == "initial sync 25%"
