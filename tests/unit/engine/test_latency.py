@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
+import time
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -392,3 +395,91 @@ def test_figures_of_a_random_stream_match_a_sort() -> None:
     assert summary.p50_ms == round(kept[499] * 1000, 1)
     assert summary.p95_ms == round(kept[949] * 1000, 1)
     assert summary.max_ms == round(kept[-1] * 1000, 1)
+
+
+# -- the session's glue (engine.measure) ---------------------------------------------------------
+
+
+class _Board:
+    def __init__(self) -> None:
+        self.updates: list[dict[str, object]] = []
+
+    def update(self, name: str, **changes: object) -> None:
+        self.updates.append(changes)
+
+    def flush_if_dirty(self) -> None:
+        pass
+
+
+class _Spec:
+    name = "s"
+
+
+class _Side:
+    """An endpoint as the glue sees it: event times and acknowledgement times, nothing else."""
+
+    def __init__(self) -> None:
+        self.event_times = EventTimes()
+        self.applied_at: dict[str, float] = {}
+
+
+def _glue(batch: Any = None) -> Any:
+    """A MeasuredWatch whose watch phase's ``_sync_paths`` is ``batch`` (the real one rescans
+    and executes; here the test plays the batch)."""
+    from podsync.engine.measure import MeasuredWatch
+    from podsync.engine.watch import WatchPhase
+
+    class Batch(WatchPhase):
+        async def _sync_paths(self, *args: Any, **kwargs: Any) -> None:
+            await batch()
+
+    class Glue(MeasuredWatch, Batch):
+        def __init__(self) -> None:
+            self.board = _Board()  # type: ignore[assignment]
+            self.spec = _Spec()  # type: ignore[assignment]
+
+    return Glue()
+
+
+def test_glue_measures_watch_batches_and_retires_their_hints() -> None:
+    from podsync.engine.executor import Outcome
+
+    local, remote = _Side(), _Side()
+    now = time.time()
+    local.event_times.note(["a.py"], now - 0.040)
+    local.event_times.take()
+    remote.event_times.note(["b.txt"], now - 0.030)
+    remote.event_times.take()
+
+    async def batch() -> None:
+        remote.applied_at["a.py"] = now - 0.010  # the agent acknowledged a.py then
+        local.applied_at["b.txt"] = now - 0.005
+        glue._measure(Outcome(uploaded=["a.py"], downloaded=["b.txt"]), "sync", local, remote)
+
+    glue = _glue(batch)
+
+    async def go() -> None:
+        await glue._sync_paths(local, remote, [], [], 1)
+        glue._flush_due.cancel()
+
+    asyncio.run(go())
+    assert glue.latency.up.samples() == pytest.approx([0.030], abs=1e-6)
+    assert glue.latency.down.samples() == pytest.approx([0.025], abs=1e-6)
+    assert remote.applied_at == {} and local.applied_at == {}  # cleared after each batch
+    assert local.event_times.when("a.py") is None  # the batch's hints are retired
+    assert glue.board.updates[-1]["latency"]["down_clock"] == "hint_arrival"
+
+
+def test_glue_ignores_other_phases_and_unmeasured_endpoints() -> None:
+    from podsync.engine.executor import Outcome
+
+    glue = _glue()
+    local, remote = _Side(), _Side()
+    local.event_times.note(["a"], 1.0)
+    local.event_times.take()
+    remote.applied_at["a"] = 2.0
+    glue._measure(Outcome(uploaded=["a"]), "initial sync", local, remote)
+    assert glue.latency.up.total == 0 and remote.applied_at == {}
+    glue._measuring = True
+    glue._measure(Outcome(uploaded=["a"], downloaded=["x"]), "sync", object(), object())
+    assert glue.latency.up.total == 0 and glue.board.updates == []
