@@ -6,6 +6,7 @@ import asyncio
 import math
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,8 @@ from podsync.engine.latency import (
     Window,
     percentile,
 )
+from podsync.engine.report import StatusBoard
+from podsync.engine.status import SyncStatus, read_status
 
 # -- percentile ---------------------------------------------------------------------------------
 
@@ -400,30 +403,20 @@ def test_figures_of_a_random_stream_match_a_sort() -> None:
 # -- the session's glue (engine.measure) ---------------------------------------------------------
 
 
-class _Board:
-    def __init__(self) -> None:
-        self.updates: list[dict[str, object]] = []
-
-    def update(self, name: str, **changes: object) -> None:
-        self.updates.append(changes)
-
-    def flush_if_dirty(self) -> None:
-        pass
-
-
 class _Spec:
     name = "s"
 
 
 class _Side:
-    """An endpoint as the glue sees it: event times and acknowledgement times, nothing else."""
+    """Test double of an endpoint, as the glue sees it: event times and acknowledgement times
+    (what a real endpoint stamps at real events; here the test sets them)."""
 
     def __init__(self) -> None:
         self.event_times = EventTimes()
         self.applied_at: dict[str, float] = {}
 
 
-def _glue(batch: Any = None) -> Any:
+def _glue(tmp: Path, batch: Any = None) -> Any:
     """A MeasuredWatch whose watch phase's ``_sync_paths`` is ``batch`` (the real one rescans
     and executes; here the test plays the batch)."""
     from podsync.engine.measure import MeasuredWatch
@@ -435,13 +428,14 @@ def _glue(batch: Any = None) -> Any:
 
     class Glue(MeasuredWatch, Batch):
         def __init__(self) -> None:
-            self.board = _Board()  # type: ignore[assignment]
+            self.board = StatusBoard(tmp)
+            self.board.add(SyncStatus("s", "/l", "docker:x:/app", "python agent", "watching"))
             self.spec = _Spec()  # type: ignore[assignment]
 
     return Glue()
 
 
-def test_glue_measures_watch_batches_and_retires_their_hints() -> None:
+def test_glue_measures_watch_batches_and_retires_their_hints(tmp_path: Path) -> None:
     from podsync.engine.executor import Outcome
 
     local, remote = _Side(), _Side()
@@ -456,7 +450,7 @@ def test_glue_measures_watch_batches_and_retires_their_hints() -> None:
         local.applied_at["b.txt"] = now - 0.005
         glue._measure(Outcome(uploaded=["a.py"], downloaded=["b.txt"]), "sync", local, remote)
 
-    glue = _glue(batch)
+    glue = _glue(tmp_path, batch)
 
     async def go() -> None:
         await glue._sync_paths(local, remote, [], [], 1)
@@ -467,13 +461,17 @@ def test_glue_measures_watch_batches_and_retires_their_hints() -> None:
     assert glue.latency.down.samples() == pytest.approx([0.025], abs=1e-6)
     assert remote.applied_at == {} and local.applied_at == {}  # cleared after each batch
     assert local.event_times.when("a.py") is None  # the batch's hints are retired
-    assert glue.board.updates[-1]["latency"]["down_clock"] == "hint_arrival"
+    glue.board.flush()
+    shown = read_status(glue.board.path)
+    assert shown is not None and shown.syncs[0].latency is not None
+    assert shown.syncs[0].latency["down_clock"] == "hint_arrival"
+    assert shown.syncs[0].latency["up"]["p50_ms"] == 30.0
 
 
-def test_glue_ignores_other_phases_and_unmeasured_endpoints() -> None:
+def test_glue_ignores_other_phases_and_unmeasured_endpoints(tmp_path: Path) -> None:
     from podsync.engine.executor import Outcome
 
-    glue = _glue()
+    glue = _glue(tmp_path)
     local, remote = _Side(), _Side()
     local.event_times.note(["a"], 1.0)
     local.event_times.take()
@@ -482,4 +480,4 @@ def test_glue_ignores_other_phases_and_unmeasured_endpoints() -> None:
     assert glue.latency.up.total == 0 and remote.applied_at == {}
     glue._measuring = True
     glue._measure(Outcome(uploaded=["a"], downloaded=["x"]), "sync", object(), object())
-    assert glue.latency.up.total == 0 and glue.board.updates == []
+    assert glue.latency.up.total == 0 and glue.board.rows["s"].latency is None
