@@ -12,6 +12,8 @@ For every mode: podsync ends within a deadline with exit 0 (the hostile data was
 path by path) or 1 and a one-line error, never a traceback; its RSS stays under RSS_LIMIT
 while it runs; temp files in the local folder never exceed the announced size plus a chunk;
 nothing outside the local folder or inside its excluded folder is created, changed or deleted.
+Flooding modes run in watch mode: the flood must neither fill the terminal nor sync.log, and
+when the agent goes, podsync says that it reconnects.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ LIVENESS = "3"
 
 ERROR = "error"  # exit 1 with a one-line error
 CLEAN = "clean"  # exit 0: the hostile entries were refused path by path
+RECONNECT = "reconnect"  # watch mode: a flood, then the agent exits; podsync says it reconnects
+#: What one connection of a flooding agent may add to sync.log and to the terminal.
+LOG_LIMIT = 8 * MIB
+LINES_LIMIT = 6000
 
 #: mode -> (expected outcome, text the error must contain, largest announced size)
 MODES: dict[str, tuple[str, str, int]] = {
@@ -72,6 +78,9 @@ MODES: dict[str, tuple[str, str, int]] = {
     "oversized-header": (ERROR, "oversized frame", 0),
     "endless-listing": (ERROR, "too large", 0),
     "repeated-listing": (ERROR, "empty piece", 0),
+    "warn-flood": (RECONNECT, "not showing more", 0),
+    "hints-flood": (RECONNECT, "", 0),
+    "stderr-flood": (RECONNECT, "", 0),
 }
 
 
@@ -198,12 +207,13 @@ def test_hostile_agent(
 
     monkeypatch.setenv("PODSYNC_LIVENESS_SECONDS", LIVENESS)
     args = ["--local-path", str(project), "--docker", hostile_container, "--exclude", "skip/"]
-    proc = SyncProcess([*args, "--no-watch"], cwd=project)
+    watch = expected == RECONNECT
+    proc = SyncProcess(args if watch else [*args, "--no-watch"], cwd=project)
     monitor = Monitor(proc.proc.pid, project)
     started = time.monotonic()
     try:
         wait_until(
-            lambda: proc.proc.poll() is not None,
+            lambda: proc.proc.poll() is not None or (watch and "connection lost" in proc.output),
             DEADLINE,
             interval=0.05,
             message=f"podsync still runs against mode {mode}; output:\n{proc.output}",
@@ -223,7 +233,13 @@ def test_hostile_agent(
     assert code in (0, 1), output
     shown = output.replace("\n", "")
     assert shown.isprintable(), f"control characters reached the terminal: {shown!r}"
-    if expected == ERROR:
+    log = project / ".devspace" / "logs" / "sync.log"
+    assert log.stat().st_size < LOG_LIMIT, f"sync.log grew to {log.stat().st_size} bytes"
+    assert len(proc.lines) < LINES_LIMIT, f"{len(proc.lines)} lines of output"
+    if expected == RECONNECT:
+        assert "reconnecting in" in output, output
+        assert needle in output, output
+    elif expected == ERROR:
         assert code == 1, output
         errors = [line for line in output.splitlines() if line.startswith("podsync: ")]
         assert len(errors) == 1, output

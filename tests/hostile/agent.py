@@ -68,7 +68,12 @@ MODES: dict[str, str] = {
     "oversized-header": "the handshake, then a frame header announcing a 2 GiB header",
     "endless-listing": "a scan answered by endless listing pieces of new paths",
     "repeated-listing": "a scan answered by the same listing piece (and empty ones) forever",
+    "warn-flood": "after the first scan, 200k distinct warnings, then it exits",
+    "hints-flood": "after the first scan, 2000 hints with listings of new paths, then it exits",
+    "stderr-flood": "after the first scan, 200k distinct lines on stderr, then it exits",
 }
+FLOOD_WARNINGS = 200_000
+FLOOD_HINTS = 2000
 
 _LENGTHS = struct.Struct(">II")
 
@@ -220,6 +225,22 @@ class Hostile:
             body = listing_body(self.rows())
             self.out.send({"t": "list", "id": request_id, "z": False}, body)
         self.out.send({"t": "result", "id": request_id, "unreadable": []})
+        if mode == "warn-flood":
+            for n in range(0, FLOOD_WARNINGS, 100):
+                lines = [f"hostile warning {n + i}: {'w' * 200}" for i in range(100)]
+                self.out.send({"t": "warn", "lines": lines})
+            os._exit(0)
+        if mode == "stderr-flood":
+            for n in range(0, FLOOD_WARNINGS, 100):
+                text = "".join(f"hostile line {n + i}: {'e' * 200}\n" for i in range(100))
+                os.write(2, text.encode())
+            os._exit(0)
+        if mode == "hints-flood":
+            for n in range(FLOOD_HINTS):
+                rows = [(f"h{n:05d}/{i:04d}", "f", 1, NOW_NS, "0", None) for i in range(1000)]
+                header = {"t": "hints", "paths": [f"h{n:05d}"], "listing": True, "z": False}
+                self.out.send({**header, "w": 0}, listing_body(rows))
+            os._exit(0)
 
     def rows(self) -> list[tuple[str, str, int, int, str, str | None]]:
         ok = ("ok.txt", "f", 5, NOW_NS, "0", None)
@@ -262,6 +283,8 @@ class Hostile:
             ]
         if mode == "bad-mode":
             return [ok, ("fifo", "p", 0, NOW_NS, "7", None)]
+        if mode in ("warn-flood", "hints-flood", "stderr-flood"):
+            return []  # nothing to download: the flood reaches the watch phase
         return [ok]
 
     def on_get(self, request_id: int, frame: Frame) -> None:

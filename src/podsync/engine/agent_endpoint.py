@@ -42,6 +42,9 @@ TREE_ENTRY_BYTES = 500
 MAX_FRESH_ENTRIES = 200_000
 #: Distinct warnings remembered so that each is said once.
 WARNINGS_KEPT = 10_000
+#: Warnings shown per connection (the agent sends at most ~1000 per scan); beyond, one line
+#: says the rest are not shown, so a flood cannot fill the terminal and the log.
+WARNINGS_SHOWN = 5000
 
 
 class AgentSourceFile:
@@ -117,6 +120,7 @@ class AgentEndpoint:
         self.download_throttle = download_throttle
         self._warn = warn
         self._warned: set[str] = set()
+        self._shown = 0
         # The agent already waits for a burst of events to settle before it sends hints, so
         # the engine takes them at once (a second debounce would only add latency).
         self._hints = HintBuffer(quiet=0.0)
@@ -183,7 +187,11 @@ class AgentEndpoint:
 
     def _on_warn(self, frame: Frame) -> None:
         for line in m.texts_from_wire(frame.header.get("lines")):
-            if line in self._warned:
+            if line in self._warned or self._shown > WARNINGS_SHOWN:
+                continue
+            self._shown += 1
+            if self._shown > WARNINGS_SHOWN:
+                self._warn(f"the agent sent more than {WARNINGS_SHOWN} warnings; not showing more")
                 continue
             if len(self._warned) >= WARNINGS_KEPT:
                 self._warned.clear()
