@@ -33,13 +33,20 @@ from podsync.transport.base import Channel
 from podsync.wire import messages as m
 from podsync.wire.frames import Frame
 
-#: A container tree larger than this is refused (a hostile endless listing must not grow
-#: podsync's memory without bound; node_modules-sized trees are ~150k entries).
-MAX_TREE_ENTRIES = 1_000_000
+#: A container listing taking more than about this much memory is refused: a hostile
+#: endless listing must not grow podsync's memory without bound. Counted on what arrives
+#: (repeated paths included) as TREE_ENTRY_BYTES per entry plus its path: measured ~470
+#: bytes per entry of a snapshot, so 192 MiB is ~350k entries of 60-character paths
+#: (node_modules-sized trees are ~150k).
+MAX_TREE_BYTES = 192 << 20
+TREE_ENTRY_BYTES = 500
 #: Hint listings kept until the engine asks for them (beyond: dropped, it scans instead).
 MAX_FRESH_ENTRIES = 200_000
 #: Distinct warnings remembered so that each is said once.
 WARNINGS_KEPT = 10_000
+#: Warnings shown per connection (the agent sends at most ~1000 per scan); beyond, one line
+#: says the rest are not shown, so a flood cannot fill the terminal and the log.
+WARNINGS_SHOWN = 5000
 
 
 class AgentSourceFile:
@@ -72,6 +79,10 @@ class AgentSourceFile:
                 raise ProtocolError(f"the agent sent more than the {size} bytes of {what}")
             received += len(data)
             end = m.flag(frame.header, "end")
+            if not data and not end:
+                # The agent only sends an empty chunk as the last one: endless empty chunks
+                # would look like progress forever.
+                raise ProtocolError(f"the agent sent an empty chunk in the middle of {what}")
             if end:
                 self.finished = True
                 self.changed = m.flag(frame.header, "changed") or received != size
@@ -111,6 +122,7 @@ class AgentEndpoint:
         self.download_throttle = download_throttle
         self._warn = warn
         self._warned: set[str] = set()
+        self._shown = 0
         # The agent already waits for a burst of events to settle before it sends hints, so
         # the engine takes them at once (a second debounce would only add latency).
         self._hints = HintBuffer(quiet=0.0)
@@ -139,6 +151,8 @@ class AgentEndpoint:
         self.read_problems: list[Problem] = []
         #: Paths the latest scan could not read: unknown, not gone (``core.paths.keep_unknown``).
         self.unreadable: list[RelPath] = []
+        #: What the current scan's listing costs so far (see MAX_TREE_BYTES).
+        self._listed = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self, rules: Rules, watch: bool) -> None:
@@ -188,7 +202,11 @@ class AgentEndpoint:
 
     def _on_warn(self, frame: Frame) -> None:
         for line in m.texts_from_wire(frame.header.get("lines")):
-            if line in self._warned:
+            if line in self._warned or self._shown > WARNINGS_SHOWN:
+                continue
+            self._shown += 1
+            if self._shown > WARNINGS_SHOWN:
+                self._warn(f"the agent sent more than {WARNINGS_SHOWN} warnings; not showing more")
                 continue
             if len(self._warned) >= WARNINGS_KEPT:
                 self._warned.clear()
@@ -236,6 +254,7 @@ class AgentEndpoint:
             return snapshot
         self._fresh.clear()
         self._fresh_writes.clear()
+        self._listed = 0
         snapshot = {}
         unreadable: list[RelPath] = []
         roots = minimal_roots(under) if under else []
@@ -250,17 +269,28 @@ class AgentEndpoint:
         try:
             async with self._link.exclusive():
                 await self._link.send({"t": "scan", "id": request.id, "under": under})
+            pieces = 0
+            ended = False
             while True:
                 frame = await request.inbox.get()
                 if frame.type != "list":
                     reply = result_of(frame)
                     return m.paths_from_wire(reply.header.get("unreadable", []))
-                snapshot.update(m.decode_listing(frame.body, m.flag(frame.header, "z")))
-                if len(snapshot) > MAX_TREE_ENTRIES:
+                piece = m.decode_listing(frame.body, m.flag(frame.header, "z"))
+                # Only a listing of nothing is an empty piece (see wire.messages.listing_pieces):
+                # endless empty pieces would look like progress forever.
+                if ended or (not piece and pieces):
+                    raise ProtocolError("the agent sent an empty piece in the middle of a listing")
+                ended = not piece
+                pieces += 1
+                self._listed += len(piece) * TREE_ENTRY_BYTES + sum(map(len, piece))
+                if self._listed > MAX_TREE_BYTES:
                     raise ProtocolError(
-                        f"the container tree has more than {MAX_TREE_ENTRIES} entries;"
-                        " exclude some of it (excludePaths)"
+                        f"the container tree is too large (over {MAX_TREE_BYTES >> 20} MiB of"
+                        f" listing, {len(snapshot) + len(piece)} entries); exclude some of it"
+                        " (excludePaths)"
                     )
+                snapshot.update(piece)
         finally:
             self._link.finish(request)
 

@@ -33,7 +33,7 @@ from podsync.errors import PeerStalled, PodsyncError, ProtocolError, TransportEr
 from podsync.limits import BYE_WAIT_SECONDS, LIVENESS_SECONDS, PING_INTERVAL_SECONDS
 from podsync.transport.base import Channel
 from podsync.wire import messages as m
-from podsync.wire.frames import Decoder, Frame, encode, handshake_bytes
+from podsync.wire.frames import Decoder, Frame, encode, handshake_bytes, printable
 
 #: Frames of a put are gathered up to this size before one write to the pipe; at most
 #: OUT_BYTES of data wait for the writer (backpressure on whoever sends).
@@ -160,7 +160,7 @@ class AgentLink:
 
     def _lost(self) -> PodsyncError:
         """The far side went away: say what was going on."""
-        tail = self._stderr_tail().strip()
+        tail = printable(self._stderr_tail().strip())
         if self._decoder.peer_version is None:
             said = self._decoder.printed or tail
             return TransportError("the agent did not start" + (f": {said}" if said else ""))

@@ -62,6 +62,10 @@ async def open_transport(spec: SyncSpec, log: Any) -> Transport:
     )
 
 
+#: Lines of the agent's stderr logged per connection, and characters kept of each.
+AGENT_LOG_LINES = 10_000
+AGENT_LINE_CHARS = 2000
+
 #: --pick choices by target (its id: a session keeps its spec), so a reconnect goes back to
 #: the chosen container, or to its workload's newest pod, without asking again.
 _PICKED: dict[int, Any] = {}
@@ -280,10 +284,19 @@ async def _start_agent(
     why: str,
 ) -> AgentEndpoint:
     tail: collections.deque[str] = collections.deque(maxlen=20)
+    logged = 0
 
     def on_stderr(line: str) -> None:
+        # The agent says little (a line per trouble); what a broken or hostile one floods
+        # stderr with must not fill the local disk through sync.log.
+        nonlocal logged
+        line = line[:AGENT_LINE_CHARS]
         tail.append(line)
-        log(line)
+        logged += 1
+        if logged <= AGENT_LOG_LINES:
+            log(line)
+        elif logged == AGENT_LOG_LINES + 1:
+            log(f"(the agent wrote more than {AGENT_LOG_LINES} lines; not logging more)")
 
     channel = await transport.spawn(argv, on_stderr)
     endpoint = AgentEndpoint(

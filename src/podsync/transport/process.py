@@ -200,6 +200,7 @@ class ProcessChannel:
         await asyncio.shield(self._kill_task)
 
     async def _kill(self) -> None:
+        drain = asyncio.ensure_future(self._drain_stdout())
         try:
             if self._proc.returncode is None and self._remote_kill is not None:
                 with contextlib.suppress(Exception):
@@ -212,6 +213,17 @@ class ProcessChannel:
         except asyncio.CancelledError:
             self._kill_now()
             raise
+        finally:
+            drain.cancel()
+
+    async def _drain_stdout(self) -> None:
+        """Discard what the command still prints while it is being killed. Docker holds back
+        the exit of a process whose output nobody reads, and with it every other exec in that
+        container: the far-side kill itself would wait REMOTE_KILL_TIMEOUT_SECONDS behind an
+        agent that keeps writing (a reader still running makes this a no-op)."""
+        with contextlib.suppress(Exception):
+            while await self._stdout.read(1 << 16):
+                pass
 
     def _kill_now(self) -> None:
         """Last resort when the kill is cut short (podsync exiting): SIGKILL the local client

@@ -169,8 +169,10 @@ def _parse_header(raw: bytes, peer: str) -> Header:
 
 
 def _printable(data: bytes) -> str:
-    text = data.decode("utf-8", "replace").strip()
-    return " ".join(text.split()) or repr(data)
+    """Bytes the peer printed, safe for a terminal: one line, bytes that are not UTF-8 as
+    ``\\xNN`` and control characters escaped (a hostile container must not be able to send
+    escape sequences to the user's terminal through an error message)."""
+    return printable(data.decode("utf-8", "surrogateescape"), 300) or repr(data)
 
 
 def printable(text: str, limit: int = 500) -> str:

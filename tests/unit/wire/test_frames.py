@@ -196,3 +196,14 @@ def test_expectations_round_trip() -> None:
     entry = Entry("file", 3, 5, True)
     for expect in (ANY, None, entry):
         assert m.expect_from_wire(m.expect_to_wire(expect)) == expect
+
+
+def test_what_the_peer_printed_reaches_the_terminal_escaped() -> None:
+    """A hostile container cannot send terminal escape sequences through an error message."""
+    decoder = Decoder("the agent")
+    decoder.feed(b"\x1b]0;owned\x07\x1b[2J\xff oops\n")
+    assert decoder.printed == "\\x1b]0;owned\\x07\\x1b[2J\\xff oops"
+    with pytest.raises(ProtocolError) as caught:
+        decoder.feed(b"\x1b[31m" * 2000)
+    assert str(caught.value).isprintable()
+    assert "\x1b" not in str(caught.value)
