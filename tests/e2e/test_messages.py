@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.e2e.conftest import Target
 from tests.e2e.harness import SyncProcess
 from tests.e2e.test_conflicts import start
+from tests.support.docker import docker_env
+
+
+def _dry_run(target: Target, workdir: Path) -> subprocess.CompletedProcess[str]:
+    args = ["sync", "--local-path", str(workdir), *target.args, "--dry-run"]
+    return subprocess.run(
+        [sys.executable, "-m", "podsync", *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=docker_env(),
+        check=False,
+    )
 
 
 def test_a_halt_is_printed_once(target: Target, workdir: Path, running: list[SyncProcess]) -> None:
@@ -20,3 +37,16 @@ def test_a_halt_is_printed_once(target: Target, workdir: Path, running: list[Syn
     assert len(said) == 1, proc.output
     assert "halted:" in said[0]
     assert len(list(workdir.glob("f*.txt"))) == 30
+
+
+def test_dry_run_plan_is_the_output_and_diagnostics_stay_on_stderr(
+    target: Target, workdir: Path
+) -> None:
+    (workdir / "local-only.txt").write_text("upload me")
+    target.far.write("remote-only.txt", b"keep me")
+    done = _dry_run(target, workdir)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^\s*upload\s+local-only\.txt", done.stdout, re.M), done.stdout
+    assert re.search(r"^\S.*plan: ", done.stdout, re.M), done.stdout
+    assert "connected:" in done.stderr and "connected:" not in done.stdout
+    assert "local-only.txt" not in done.stderr, done.stderr

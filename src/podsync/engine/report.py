@@ -113,11 +113,19 @@ class Console:
         self._lock = threading.Lock()
 
     def line(self, text: str) -> None:
-        """Write ``text`` as exactly one line (escaped by ``printable``)."""
+        """Write ``text`` as exactly one line (escaped by ``printable``): a diagnostic."""
+        self._write(self.stream, text)
+
+    def output(self, text: str) -> None:
+        """Write ``text`` as one line of the command's output (stdout: ``--dry-run``'s plan),
+        which can be piped apart from the diagnostics."""
+        self._write(sys.stdout, text)
+
+    def _write(self, stream: TextIO, text: str) -> None:
         text = printable(text)
         with self._lock:
-            self.stream.write(text + "\n")
-            self.stream.flush()
+            stream.write(text + "\n")
+            stream.flush()
 
 
 class Progress:
