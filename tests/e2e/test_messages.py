@@ -11,6 +11,7 @@ from tests.e2e.conftest import Target
 from tests.e2e.harness import SyncProcess
 from tests.e2e.test_conflicts import start
 from tests.support.docker import docker_env
+from tests.support.wait import wait_until
 
 
 def _dry_run(target: Target, workdir: Path) -> subprocess.CompletedProcess[str]:
@@ -50,3 +51,31 @@ def test_dry_run_plan_is_the_output_and_diagnostics_stay_on_stderr(
     assert re.search(r"^\S.*plan: ", done.stdout, re.M), done.stdout
     assert "connected:" in done.stderr and "connected:" not in done.stdout
     assert "local-only.txt" not in done.stderr, done.stderr
+
+
+def test_watch_phase_changes_are_one_short_console_line_per_batch(
+    target: Target, workdir: Path, running: list[SyncProcess]
+) -> None:
+    proc = start(target, workdir, running)
+    proc.wait_watching()
+    watching = len(proc.lines)
+    (workdir / "one.txt").write_text("1")
+    wait_until(lambda: target.far.read("one.txt") == b"1", 15, message=proc.output)
+    proc.wait_for_output("uploaded 1: one.txt", 10)
+    target.far.write("from-container.txt", b"c")
+    proc.wait_for_output("downloaded 1: from-container.txt", 15)
+
+    before = len(proc.lines)
+    for i in range(40):  # a busy tree: a few lines, not forty
+        (workdir / f"many{i:02}.txt").write_text(str(i))
+    wait_until(lambda: target.far.exists("many39.txt"), 20, message=proc.output)
+
+    def counted() -> int:
+        said = [ln for ln in proc.lines[before:] if "uploaded" in ln]
+        return sum(int(m.group(1)) for ln in said for m in re.finditer(r"uploaded (\d+):", ln))
+
+    wait_until(lambda: counted() >= 40, 10, message=proc.output)
+    batch = [ln for ln in proc.lines[before:] if "uploaded" in ln]
+    assert 1 <= len(batch) <= 5, proc.output
+    assert all(len(ln) < 160 for ln in proc.lines[watching:]), proc.output
+    assert "more)" in proc.output, proc.output

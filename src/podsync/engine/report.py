@@ -19,6 +19,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -126,6 +127,21 @@ class Console:
         with self._lock:
             stream.write(text + "\n")
             stream.flush()
+
+
+def batch_line(groups: Sequence[tuple[str, Sequence[str]]], shown: int = 3) -> str:
+    """One console line for a watch-phase batch, however big: per kind, the count and the
+    first ``shown`` names, e.g. ``uploaded 3: a.txt b.txt c.txt; deleted 1 in the container:
+    old.txt``. Each verb holds ``{n}`` for the count; kinds with no path are left out."""
+    parts = []
+    for verb, paths in groups:
+        if not paths:
+            continue
+        names = " ".join(paths[:shown])
+        if len(paths) > shown:
+            names += f" (+{len(paths) - shown} more)"
+        parts.append(f"{verb.format(n=len(paths))}: {names}")
+    return "; ".join(parts)
 
 
 class Progress:

@@ -29,7 +29,7 @@ from podsync.engine.executor import Executor, Outcome
 from podsync.engine.firstpass import FirstPass
 from podsync.engine.local_endpoint import LocalEndpoint
 from podsync.engine.onupload import OnUpload
-from podsync.engine.report import Console, Progress, StatusBoard, SyncLog, now_iso
+from podsync.engine.report import Console, Progress, StatusBoard, SyncLog, batch_line, now_iso
 from podsync.engine.spec import RunOptions, SyncSpec
 from podsync.engine.state import PairKey, StateStore
 from podsync.engine.status import SyncStatus
@@ -56,6 +56,15 @@ def _rules(spec: SyncSpec) -> Rules:
             extra = (literal_pattern(inside),)
             return Rules(spec.exclude + extra, spec.upload_exclude, spec.download_exclude)
     return Rules(spec.exclude, spec.upload_exclude, spec.download_exclude)
+
+
+def _groups(out: Outcome) -> list[tuple[str, list[RelPath]]]:
+    return [
+        ("uploaded {n}", out.uploaded),
+        ("downloaded {n}", out.downloaded),
+        ("deleted {n} in the container", out.deleted_remote),
+        ("deleted {n} locally (kept in trash)", out.deleted_local),
+    ]
 
 
 class Session(FirstPass, WatchPhase):
@@ -166,10 +175,10 @@ class Session(FirstPass, WatchPhase):
         what = ", ".join(parts)
         sample = (out.uploaded + out.downloaded + out.deleted_remote + out.deleted_local)[:3]
         detail = " ".join(sample) + (" ..." if len(sample) >= 3 else "")
-        self.say(
-            f"{phase}: {what} in {out.seconds * 1000:.0f} ms: {detail}",
-            console=self.options.verbose or phase in ("initial sync", "resume"),
-        )
+        full = self.options.verbose or phase in ("initial sync", "resume")
+        self.say(f"{phase}: {what} in {out.seconds * 1000:.0f} ms: {detail}", console=full)
+        if not full:  # the watch phase: one short line per batch
+            self.console.line(f"[{self.spec.name}] {batch_line(_groups(out))}")
         self._activity(what)
 
     def _where(self, remote: Remote) -> str:
