@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from tests.e2e.conftest import Target
-from tests.e2e.harness import SyncProcess
+from tests.e2e.harness import DockerFar, SyncProcess
 from tests.e2e.test_conflicts import start
+from tests.support import docker as d
 from tests.support.docker import docker_env
 from tests.support.wait import wait_until
 
@@ -79,3 +82,58 @@ def test_watch_phase_changes_are_one_short_console_line_per_batch(
     assert 1 <= len(batch) <= 5, proc.output
     assert all(len(ln) < 160 for ln in proc.lines[watching:]), proc.output
     assert "more)" in proc.output, proc.output
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("image", [d.PY_IMAGE, d.BUSYBOX_IMAGE], ids=["python", "shell"])
+def test_a_container_killed_mid_upload_is_named_as_such(
+    image: str, workdir: Path, running: list[SyncProcess]
+) -> None:
+    """`docker kill` while a file is being uploaded: the line says what happened."""
+    from tests.conftest import _require_docker
+
+    _require_docker()
+    name = d.start_container(image)
+    try:
+        (workdir / "big.bin").write_bytes(os.urandom(20 << 20))
+        args = ["--local-path", str(workdir), "--docker", name, "--no-watch"]
+        proc = SyncProcess([*args, "--bandwidth-upload", "2048"], cwd=workdir)
+        running.append(proc)
+        far = DockerFar(name)
+        wait_until(lambda: ".podsync" in far.sh("ls -a /app"), 30, message=proc.output)
+        d.docker("kill", name)
+        assert proc.finish(30) == 1, proc.output
+        last = proc.lines[-1]
+        assert "the container stopped (killed?) during the upload of big.bin" in last, last
+        assert "stopped reading" not in proc.output and "input is closed" not in proc.output
+        assert "Traceback" not in proc.output
+    finally:
+        d.remove_container(name)
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("image", [d.PY_IMAGE, d.BUSYBOX_IMAGE], ids=["python", "shell"])
+def test_a_container_killed_mid_download_is_named_as_such(
+    image: str, workdir: Path, running: list[SyncProcess]
+) -> None:
+    """`docker kill` while a file is being downloaded: the line names the container and the
+    file, not the stream or the pipe."""
+    from tests.conftest import _require_docker
+
+    _require_docker()
+    name = d.start_container(image)
+    try:
+        far = DockerFar(name)
+        far.sh("mkdir -p /app && head -c 20000000 /dev/urandom > /app/big.bin")
+        args = ["--local-path", str(workdir), "--docker", name, "--no-watch"]
+        proc = SyncProcess([*args, "--bandwidth-download", "2048"], cwd=workdir)
+        running.append(proc)
+        wait_until(lambda: any(workdir.glob(".podsync*")), 30, message=proc.output)
+        d.docker("kill", name)
+        assert proc.finish(30) == 1, proc.output
+        last = proc.lines[-1]
+        assert "the container stopped (killed?)" in last and "big.bin" in last, last
+        assert "tar stream" not in proc.output and "Traceback" not in proc.output
+        assert not (workdir / "big.bin").exists()
+    finally:
+        d.remove_container(name)
