@@ -36,6 +36,8 @@ from podsync.replica import Replica
 #: Shown for a saved copy that no Conflict action explains (the pair the initial sync left
 #: apart, edited locally afterwards).
 REPLACED = "the container's version was replaced by the local one"
+#: How a planner's reason says where the copy goes; the report names the copy itself.
+SAVED_IN = "saved in .devspace/conflicts/"
 
 
 def _version(entry: Entry | None) -> Version | None:
@@ -85,7 +87,7 @@ class ConflictKeeper:
         try:
             folder = self.store.copy_folder()
         except OSError as exc:
-            self._unsave(fetch, exc.strerror or str(exc))
+            self._unsave(fetch, f"{_shown(str(self.store.folder))}: {exc.strerror or exc}")
             return
         keeper = Replica(str(folder))
         async for src in remote.read(list(fetch)):
@@ -151,13 +153,16 @@ class ConflictKeeper:
         return out
 
     def _told(self, path: RelPath, reason: str) -> str:
-        if path in self.unsaved:
+        if path in self.unsaved:  # only what happened: the first clause, then why not more
             return (
-                f"{reason}; the container's version could not be saved "
-                f"({self.unsaved[path]}), so both versions were left as they are"
+                f"{reason.split(';')[0]}; the container's version could not be saved "
+                f"({self.unsaved[path]}), so neither side was changed"
             )
         if path in self.copies:
-            return f"{reason}; the container's version is saved as {_shown(self.copies[path])}"
+            where = f"saved as {_shown(self.copies[path])}"
+            if SAVED_IN in reason:
+                return reason.replace(SAVED_IN, where)
+            return f"{reason}; the container's version is {where}"
         return reason
 
     def note(self, conflicts: Iterable[Conflict]) -> None:
