@@ -29,7 +29,7 @@ from podsync.engine.executor import Executor, Outcome
 from podsync.engine.firstpass import FirstPass
 from podsync.engine.local_endpoint import LocalEndpoint
 from podsync.engine.onupload import OnUpload
-from podsync.engine.report import Console, Progress, StatusBoard, SyncLog, batch_line, now_iso
+from podsync.engine.report import Console, Progress, StatusBoard, SyncLog, now_iso
 from podsync.engine.spec import RunOptions, SyncSpec
 from podsync.engine.state import PairKey, StateStore
 from podsync.engine.status import SyncStatus
@@ -56,15 +56,6 @@ def _rules(spec: SyncSpec) -> Rules:
             extra = (literal_pattern(inside),)
             return Rules(spec.exclude + extra, spec.upload_exclude, spec.download_exclude)
     return Rules(spec.exclude, spec.upload_exclude, spec.download_exclude)
-
-
-def _groups(out: Outcome) -> list[tuple[str, list[RelPath]]]:
-    return [
-        ("uploaded {n}", out.uploaded),
-        ("downloaded {n}", out.downloaded),
-        ("deleted {n} in the container", out.deleted_remote),
-        ("deleted {n} locally (kept in trash)", out.deleted_local),
-    ]
 
 
 class Session(FirstPass, WatchPhase):
@@ -178,7 +169,7 @@ class Session(FirstPass, WatchPhase):
         full = self.options.verbose or phase in ("initial sync", "resume")
         self.say(f"{phase}: {what} in {out.seconds * 1000:.0f} ms: {detail}", console=full)
         if not full:  # the watch phase: one short line per batch
-            self.console.line(f"[{self.spec.name}] {batch_line(_groups(out))}")
+            self.console.line(f"[{self.spec.name}] {_batch_line(out)}")
         self._activity(what)
 
     def _where(self, remote: Remote) -> str:
@@ -344,3 +335,17 @@ class Session(FirstPass, WatchPhase):
         self._report(out, phase)
         self._note_problems(out)
         self._dirty.set()
+
+
+def _batch_line(out: Outcome) -> str:
+    """The watch phase's console line for one batch (``report.batch_line``)."""
+    from podsync.engine.report import batch_line
+
+    return batch_line(
+        [
+            ("uploaded {n}", out.uploaded),
+            ("downloaded {n}", out.downloaded),
+            ("deleted {n} in the container", out.deleted_remote),
+            ("deleted {n} locally (kept in trash)", out.deleted_local),
+        ]
+    )
