@@ -246,3 +246,17 @@ def test_a_command_cut_by_a_lost_connection_runs_again_after_the_reconnect(
     lost = next(i for i, ln in enumerate(console) if "connection lost" in ln)
     runs = [i for i, ln in enumerate(console) if ln.startswith(PREFIX + "running")]
     assert len(runs) == 2 and runs[0] < lost < runs[1]
+
+
+def test_a_deletion_that_triggers_a_command_is_reported_as_deleted(
+    target: Target, workdir: Path, engines: list[Engine]
+) -> None:
+    (workdir / "package.json").write_text('{"v":1}')
+    (workdir / "lock.json").write_text("lock")
+    count = UploadCommand("ls | wc -l > count.txt; echo counted", ("/lock.json",))
+    engine = start(engines, spec_for(target, workdir, count))
+    engine.until(lambda: engine.said("` done in") == 1, "the first run never finished")
+    assert engine.runs()[-1].endswith("(lock.json uploaded)"), engine.runs()
+    (workdir / "lock.json").unlink()
+    engine.until(lambda: engine.said("` done in") == 2, "the deletion ran nothing")
+    assert engine.runs()[-1].endswith("(lock.json deleted)"), engine.runs()

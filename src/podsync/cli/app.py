@@ -215,7 +215,7 @@ def sync_command(
         typer.Option("--bandwidth-download", metavar="KB", help="Download limit, KB/s."),
     ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the initial-sync plan and exit.")
+        bool, typer.Option("--dry-run", help="Print the initial-sync plan (on stdout) and exit.")
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every file.")] = False,
     reset_state: Annotated[bool, ResetStateOpt] = False,

@@ -37,9 +37,21 @@ ConfigOpt = Annotated[
 ]
 
 
+#: What marks a project folder when no ``--config`` names one.
+MARKERS = ("devspace.yaml", STATE_DIR)
+
+
 def project_folder(config: Path | None) -> Path:
-    """The project folder: the one holding ``--config``, else the current folder."""
-    return (config.absolute().parent if config is not None else Path.cwd()).resolve()
+    """The project folder: the one holding ``--config``, else (as git finds its work tree)
+    the nearest of the current folder and its parents that holds devspace.yaml or
+    ``.devspace``, else the current folder."""
+    if config is not None:
+        return config.absolute().parent.resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if any((folder / marker).exists() for marker in MARKERS):
+            return folder
+    return here
 
 
 def state_dir(config: Path | None) -> Path:

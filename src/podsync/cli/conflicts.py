@@ -150,12 +150,17 @@ def select(
     records: list[ConflictRecord], patterns: list[str], folder: Path
 ) -> list[ConflictRecord]:
     """Records matched by any pattern (a path, a folder holding conflicts, or a glob), each
-    relative to the sync folder or to the project folder, or absolute. A pattern that matches
-    nothing is a usage error (nothing is resolved then)."""
+    relative to the sync folder, the project folder or the current folder, or absolute. A
+    pattern that matches nothing is a usage error (nothing is resolved then)."""
     chosen: dict[str, ConflictRecord] = {}
+    here = Path.cwd()
     for pattern in patterns:
-        want = _normal(pattern, folder)
-        hits = [r for r in records if any(_match(c, want) for c in _names(r, folder))]
+        wants = {_normal(pattern, folder)}
+        if not os.path.isabs(pattern) and here.resolve() != folder:
+            wants.add(_normal(os.path.join(here, pattern), folder))  # relative to this folder
+        hits = [
+            r for r in records if any(_match(c, want) for c in _names(r, folder) for want in wants)
+        ]
         if not hits:
             raise UsageError(
                 f'conflicts resolve: "{pattern}" matches no unresolved conflict '

@@ -19,8 +19,12 @@ replaces it without raising the same conflict a second time.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from podsync.core.entry import FILE, Entry, Problem
@@ -32,6 +36,8 @@ from podsync.replica import Replica
 #: Shown for a saved copy that no Conflict action explains (the pair the initial sync left
 #: apart, edited locally afterwards).
 REPLACED = "the container's version was replaced by the local one"
+#: How a planner's reason says where the copy goes; the report names the copy itself.
+SAVED_IN = "saved in .devspace/conflicts/"
 
 
 def _version(entry: Entry | None) -> Version | None:
@@ -49,6 +55,12 @@ class ConflictKeeper:
         self._saved: dict[RelPath, tuple[Entry, str, str]] = {}
         self._reasons: dict[RelPath, str] = {}
         self._apart: list[Conflict] = []
+        #: path -> why its container version could not be saved (it must not be overwritten)
+        self.unsaved: dict[RelPath, str] = {}
+        #: paths whose container version equals the local file (nothing to keep apart)
+        self.same: set[RelPath] = set()
+        #: path -> where its container version was saved by this plan
+        self.copies: dict[RelPath, str] = {}
 
     async def save(
         self,
@@ -72,26 +84,86 @@ class ConflictKeeper:
                 fetch[act.path] = act
         if not fetch:
             return
-        folder = self.store.copy_folder()
+        try:
+            folder = self.store.copy_folder()
+        except OSError as exc:
+            self._unsave(fetch, f"{_shown(str(self.store.folder))}: {exc.strerror or exc}")
+            return
         keeper = Replica(str(folder))
         async for src in remote.read(list(fetch)):
             if src.entry.kind != FILE or src.path not in fetch:
                 continue
             writer = keeper.begin_write(src.path, src.entry, None)
+            digest = hashlib.sha256()
             try:
                 async for data in src.chunks():
+                    digest.update(data)
                     writer.write(data)
             except BaseException:
                 writer.abort()
                 raise
+            act = fetch.pop(src.path)
+            if await _same_as_local(root, src.path, local.get(src.path), src.entry, digest):
+                writer.abort()
+                self.same.add(src.path)
+                continue
             outcome = writer.commit()
             if isinstance(outcome, Problem):
-                problems.append(outcome)
+                self._unsave({src.path: act}, outcome.message)
                 continue
             copy = str(folder.joinpath(*src.path.split("/")))
             self._saved[src.path] = (src.entry, copy, now_iso())
-            reason = self._reasons.get(src.path, fetch[src.path].reason or REPLACED)
+            self.copies[src.path] = copy
+            reason = self._reasons.get(src.path, act.reason or REPLACED)
             self._put(root, src.path, local.get(src.path), reason, problems, in_container=True)
+        # Not read back (gone or changed meanwhile): not saved, so not to be overwritten.
+        self._unsave(fetch, "the container's version could not be read")
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # nothing saved in it after all
+
+    def _unsave(self, paths: Iterable[RelPath], why: str) -> None:
+        for path in paths:
+            self.unsaved[path] = why
+
+    def start(self) -> None:
+        """Forget what the previous plan saved or could not save."""
+        self.unsaved, self.same, self.copies = {}, set(), {}
+
+    def reported(
+        self,
+        conflicts: list[Conflict],
+        local: Mapping[RelPath, Entry],
+        container: Mapping[RelPath, Entry],
+    ) -> list[Conflict]:
+        """``conflicts`` as the user is told about them, once the plan has run: a pair with
+        the same bytes on both sides is none; each line says where the container's version
+        was saved, or why it was not (and that nothing was overwritten)."""
+        out: list[Conflict] = []
+        seen: set[RelPath] = set()
+        for conflict in conflicts:
+            seen.add(conflict.path)
+            if conflict.path in self.same:
+                continue
+            out.append(replace(conflict, reason=self._told(conflict.path, conflict.reason)))
+        for path in [*self.copies, *self.unsaved]:
+            if path not in seen and path not in self.same:
+                seen.add(path)
+                told = self._told(path, REPLACED)
+                out.append(Conflict(path, local.get(path), container.get(path), told))
+        return out
+
+    def _told(self, path: RelPath, reason: str) -> str:
+        if path in self.unsaved:  # only what happened: the first clause, then why not more
+            return (
+                f"{reason.split(';')[0]}; the container's version could not be saved "
+                f"({self.unsaved[path]}), so neither side was changed"
+            )
+        if path in self.copies:
+            where = f"saved as {_shown(self.copies[path])}"
+            if SAVED_IN in reason:
+                return reason.replace(SAVED_IN, where)
+            return f"{reason}; the container's version is {where}"
+        return reason
 
     def note(self, conflicts: Iterable[Conflict]) -> None:
         """Remember why each path conflicts; pairs of files left apart get saved in finish."""
@@ -113,7 +185,11 @@ class ConflictKeeper:
         saved (unless the user resolved it meanwhile). ``sent``: paths whose local state the
         container now holds (uploaded, or deleted there)."""
         try:
-            apart = [SaveConflictCopy(c.path, c.remote, c.reason) for c in self._apart if c.remote]
+            apart = [
+                SaveConflictCopy(c.path, c.remote, c.reason)
+                for c in self._apart
+                if c.remote and c.path not in self.unsaved
+            ]
             if apart:
                 await self.save(root, remote, local, apart, problems)
             done = set(sent)
@@ -160,6 +236,36 @@ class ConflictKeeper:
             self.store.put(record)
         except OSError as exc:  # the copy is saved; only its listing failed
             problems.append(Problem(path, f"could not record the conflict: {exc.strerror}"))
+
+
+async def _same_as_local(
+    root: str, path: RelPath, local: Entry | None, container: Entry, digest: Any
+) -> bool:
+    """Does the local file hold the same bytes as the container's version just read?"""
+    if local is None or local.kind != FILE or local.size != container.size:
+        return False
+    mine = await asyncio.to_thread(_sha256, os.path.join(root, *path.split("/")))
+    return mine is not None and mine == digest.digest()
+
+
+def _sha256(name: str) -> bytes | None:
+    digest = hashlib.sha256()
+    try:
+        with open(name, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.digest()
+
+
+def _shown(copy: str) -> str:
+    """``copy`` relative to the working folder when it lies below it (shorter to read)."""
+    with contextlib.suppress(ValueError):
+        rel = os.path.relpath(copy)
+        if not rel.startswith(os.pardir):
+            return rel
+    return copy
 
 
 def _is_file(path: str) -> bool:

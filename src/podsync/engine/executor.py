@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -113,8 +113,12 @@ class Executor:
     async def run(self, plan: Plan) -> Outcome:
         started = time.monotonic()
         out = Outcome()
+        self.keeper.start()
         for kind, group in itertools.groupby(plan.actions, key=type):
             actions = list(group)
+            if kind in (Upload, DeleteRemote) and self.keeper.unsaved:
+                # The container's version could not be saved first: it must not be lost.
+                actions = [a for a in actions if a.path not in self.keeper.unsaved]
             if kind is Upload:
                 await self._upload(actions, out)
             elif kind is Download:
@@ -134,6 +138,10 @@ class Executor:
         self.keeper.note(out.conflicts)
         sent = out.uploaded + out.deleted_remote
         await self.keeper.finish(self._root(), self.remote, self.L, self.R, sent, out.problems)
+        for conflict in out.conflicts:
+            if conflict.path in self.keeper.same and not conflict.resolved:
+                self._record(conflict.path, conflict.local, conflict.remote, False)
+        out.conflicts = self.keeper.reported(out.conflicts, self.L, self.R)
         out.seconds = time.monotonic() - started
         return out
 
@@ -145,6 +153,8 @@ class Executor:
         if isinstance(action, (Agree, Keep)):
             self._record(action.path, action.local, action.remote, False)
         elif isinstance(action, Conflict):
+            if action.path in self.keeper.unsaved:  # its overwrite did not happen
+                action = replace(action, resolved=False)
             out.conflicts.append(action)
             if not action.resolved:
                 self._record(action.path, action.local, action.remote, True)

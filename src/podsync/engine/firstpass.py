@@ -84,9 +84,9 @@ class FirstPass:
         self._keep_unknown(local, remote, before)
         phase, plan = await self._decide(local, remote, restart)
         if self.options.dry_run:
-            self.console.line(f"[{self.spec.name}] {phase} plan: {plan.summary()}")
+            self.console.output(f"[{self.spec.name}] {phase} plan: {plan.summary()}")
             for line in plan.describe():
-                self.console.line(f"  {line}")
+                self.console.output(f"  {line}")
             self.initial_done.set()
             return
         planned = time.monotonic()

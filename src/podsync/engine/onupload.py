@@ -179,7 +179,8 @@ class OnUpload:
         self.schedule = Schedule()
         self.runs = 0  # commands started (for status and tests)
         self._triggers = Triggers(self.commands)
-        self._why: dict[int, RelPath] = {}
+        #: command index -> what triggered it ("package.json uploaded", "a.lock deleted")
+        self._why: dict[int, str] = {}
         self._console = console
         self._log = log
         self._board = board
@@ -200,8 +201,9 @@ class OnUpload:
         if not self.active or not (out.uploaded or out.deleted_remote):
             return
         hits = self._triggers.match(uploaded_paths(plan, out))
+        gone = set(out.deleted_remote).difference(out.uploaded)
         for index, path in hits.items():
-            self._why.setdefault(index, path)
+            self._why.setdefault(index, f"{path} {'deleted' if path in gone else 'uploaded'}")
         self.schedule.need(hits)
         self._wake.set()
 
@@ -270,7 +272,7 @@ class OnUpload:
         command = self.commands[index]
         why = self._why.pop(index, None)
         shown = short(command.command)
-        self._say(f"running {shown}" + (f" ({why} uploaded)" if why else ""))
+        self._say(f"running {shown}" + (f" ({why})" if why else ""))
         assert self._transport is not None
         argv = ["sh", "-c", SCRIPT, "podsync-exec", self._root, command.command]
         started = time.monotonic()

@@ -19,6 +19,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -113,11 +114,34 @@ class Console:
         self._lock = threading.Lock()
 
     def line(self, text: str) -> None:
-        """Write ``text`` as exactly one line (escaped by ``printable``)."""
+        """Write ``text`` as exactly one line (escaped by ``printable``): a diagnostic."""
+        self._write(self.stream, text)
+
+    def output(self, text: str) -> None:
+        """Write ``text`` as one line of the command's output (stdout: ``--dry-run``'s plan),
+        which can be piped apart from the diagnostics."""
+        self._write(sys.stdout, text)
+
+    def _write(self, stream: TextIO, text: str) -> None:
         text = printable(text)
         with self._lock:
-            self.stream.write(text + "\n")
-            self.stream.flush()
+            stream.write(text + "\n")
+            stream.flush()
+
+
+def batch_line(groups: Sequence[tuple[str, Sequence[str]]], shown: int = 3) -> str:
+    """One console line for a watch-phase batch, however big: per kind, the count and the
+    first ``shown`` names, e.g. ``uploaded 3: a.txt b.txt c.txt; deleted 1 in the container:
+    old.txt``. Each verb holds ``{n}`` for the count; kinds with no path are left out."""
+    parts = []
+    for verb, paths in groups:
+        if not paths:
+            continue
+        names = " ".join(paths[:shown])
+        if len(paths) > shown:
+            names += f" (+{len(paths) - shown} more)"
+        parts.append(f"{verb.format(n=len(paths))}: {names}")
+    return "; ".join(parts)
 
 
 class Progress:

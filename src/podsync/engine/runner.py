@@ -141,7 +141,8 @@ async def _main(
                 pending.discard(task)
                 exc = task.exception()
                 if isinstance(exc, PodsyncError):
-                    failed.append(f"[{task.get_name()}] {exc}")
+                    said = board.rows[task.get_name()].state == "halted"  # the session said it
+                    failed.append("" if said else f"[{task.get_name()}] {exc}")
                 elif exc is not None:
                     raise exc
             if failed and options.watch:
@@ -164,7 +165,7 @@ async def _main(
         sys.unraisablehook = lambda unraisable: _quiet(
             log, {"message": str(unraisable.err_msg or ""), "exception": unraisable.exc_value}
         )
-    for line in failed:
+    for line in filter(None, failed):
         console.line(f"podsync: {line}")
     return EXIT_RUNTIME if failed else EXIT_OK
 

@@ -167,10 +167,10 @@ class Session(FirstPass, MeasuredWatch, WatchPhase):
         what = ", ".join(parts)
         sample = (out.uploaded + out.downloaded + out.deleted_remote + out.deleted_local)[:3]
         detail = " ".join(sample) + (" ..." if len(sample) >= 3 else "")
-        self.say(
-            f"{phase}: {what} in {out.seconds * 1000:.0f} ms: {detail}",
-            console=self.options.verbose or phase in ("initial sync", "resume"),
-        )
+        full = self.options.verbose or phase in ("initial sync", "resume")
+        self.say(f"{phase}: {what} in {out.seconds * 1000:.0f} ms: {detail}", console=full)
+        if not full:  # the watch phase: one short line per batch
+            self.console.line(f"[{self.spec.name}] {_batch_line(out)}")
         self._activity(what)
 
     def _where(self, remote: Remote) -> str:
@@ -337,3 +337,17 @@ class Session(FirstPass, MeasuredWatch, WatchPhase):
         self._measure(out, phase, local, remote)
         self._note_problems(out)
         self._dirty.set()
+
+
+def _batch_line(out: Outcome) -> str:
+    """The watch phase's console line for one batch (``report.batch_line``)."""
+    from podsync.engine.report import batch_line
+
+    return batch_line(
+        [
+            ("uploaded {n}", out.uploaded),
+            ("downloaded {n}", out.downloaded),
+            ("deleted {n} in the container", out.deleted_remote),
+            ("deleted {n} locally (kept in trash)", out.deleted_local),
+        ]
+    )

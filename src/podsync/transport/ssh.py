@@ -77,6 +77,8 @@ def _parse_url(rest: str) -> Destination:
         raise ValueError("an empty user name")
     if ":" in user:
         raise ValueError("a user name, without a password")
+    if user.startswith("-"):  # ssh would read the destination as an option
+        raise ValueError("a user name cannot start with '-'")
     if hostport.startswith("["):  # [ipv6] or [ipv6]:port
         host, close, after = hostport[1:].partition("]")
         if not close or (after and not after.startswith(":")):

@@ -38,7 +38,7 @@ from podsync.engine.shell.probe import ShellCapabilities, probe
 from podsync.engine.shell.reading import ShellSourceFile, digest_script, parse_digests, read_files
 from podsync.engine.shell.tarstream import Receive, Send, TarWriter
 from podsync.engine.throttle import Throttle
-from podsync.errors import AgentError, PodsyncError, ProtocolError, SafetyHalt
+from podsync.errors import AgentError, PodsyncError, ProtocolError, SafetyHalt, TransportError
 from podsync.limits import POLL_INTERVAL_SECONDS, STATE_DIR
 from podsync.replica.writer import file_mode
 from podsync.transport.base import Channel, Transport
@@ -242,6 +242,7 @@ class ShellEndpoint:
         reader = asyncio.create_task(_read_all(channel.read))
         uploads: list[changes.Upload] = []
         groups: dict[RelPath, int] = {}
+        said, item = self.stderr_tail, None  # (a new list once the container says something)
         try:
             writer = TarWriter(self._send_up(channel.write, framed))
             async for item in every():
@@ -263,9 +264,13 @@ class ShellEndpoint:
             await channel.close_stdin()
             out = await reader
             code = await channel.wait()
-        except BaseException:
+        except BaseException as exc:
             reader.cancel()
             await _abort(channel)
+            if isinstance(exc, TransportError) and item is not None:  # say what was sent
+                tail = f": {self.stderr_tail[-1]}" if self.stderr_tail is not said else ""
+                why = "the upload stopped" if tail else "the container stopped (killed?)"
+                raise TransportError(f"{why} during the upload of {item.path}{tail}") from exc
             raise
         return self._results(out, code, [u.path for u in uploads])
 

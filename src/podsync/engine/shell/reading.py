@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 from podsync.core.entry import DIR, FILE, LINK, Entry, Problem
 from podsync.core.paths import RelPath, symlink_stays_inside
 from podsync.engine.shell import scripts
-from podsync.engine.shell.tarstream import ByteReader, Member, TarReader
-from podsync.errors import PodsyncError, ProtocolError, SafetyHalt, UnsafePath
+from podsync.engine.shell.tarstream import ByteReader, Member, StreamEnded, TarReader
+from podsync.errors import PodsyncError, ProtocolError, SafetyHalt, TransportError, UnsafePath
 from podsync.limits import CHUNK_BYTES
 
 if TYPE_CHECKING:
@@ -44,9 +44,18 @@ class ShellSourceFile:
         if self._tar is None:
             return
         throttle = self._owner.download_throttle
-        async for data in self._tar.content(throttle.chunk_size(CHUNK_BYTES)):
-            await throttle.take(len(data))
-            yield data
+        said = self._owner.stderr_tail  # (a new list once the container says something)
+        try:
+            async for data in self._tar.content(throttle.chunk_size(CHUNK_BYTES)):
+                await throttle.take(len(data))
+                yield data
+        except StreamEnded as exc:  # name what was being read, not the stream
+            tail = self._owner.stderr_tail
+            if tail is not said:
+                raise TransportError(f"the download of {self.path} stopped: {tail[-1]}") from exc
+            raise TransportError(
+                f"the container stopped (killed?) during the download of {self.path}"
+            ) from exc
 
 
 def read_script(root: str, paths: Sequence[RelPath]) -> str:

@@ -35,6 +35,10 @@ def _pad(n: int) -> int:
     return -n % BLOCK
 
 
+class StreamEnded(ProtocolError):
+    """The container's stream stopped before its end (the far process or container died)."""
+
+
 class TarWriter:
     """Writes an archive to ``send``; every member is a regular file."""
 
@@ -130,7 +134,7 @@ class ByteReader:
     async def read_exact(self, n: int, what: str) -> bytes:
         await self._fill(n)
         if len(self._buf) < n:
-            raise ProtocolError(f"the container's tar stream ended inside {what}")
+            raise StreamEnded(f"the container's tar stream ended inside {what}")
         data = bytes(self._buf[:n])
         del self._buf[:n]
         return data
@@ -143,7 +147,7 @@ class ByteReader:
         while n:
             data = await self.read_upto(min(n, 1 << 20))
             if not data:
-                raise ProtocolError(f"the container's tar stream ended inside {what}")
+                raise StreamEnded(f"the container's tar stream ended inside {what}")
             n -= len(data)
 
 
@@ -292,7 +296,7 @@ class TarReader:
         while self._left:
             data = await self._src.read_upto(min(self._left, chunk))
             if not data:
-                raise ProtocolError("the container's tar stream ended inside a file")
+                raise StreamEnded("the container's tar stream ended inside a file")
             self._left -= len(data)
             yield data
         await self._src.skip(self._pad, "padding")
