@@ -99,6 +99,9 @@ def test_a_partial_listing_hints_changes_and_missing_children_only() -> None:
         b"81a4 1 1 ./a/d/h//\n81a4 1 1 ./top//\n41ed 0 1 ./b//\n81a4 1 1 ./b/x//\n"
     )
     assert base.listing(signatures(full, to_snapshot(full, no_prune, print)), full) == []
+    # the root (a full listing leaves it out) recently changed: known from then on
+    assert base.changes([], recs(b"41ed 0 7 .//\n"), [], no_prune) == []
+    assert base.changes([], recs(b"41ed 0 7 .//\n"), [], no_prune) == []
     # a/g deleted and a/d renamed to a/e: only "a" changed (and what moved); b untouched
     covered = recs(b"41ed 0 9 ./a//\n")
     kids = recs(b"81a4 1 1 ./a/f//\n41ed 0 1 ./a/e//\n")
@@ -119,6 +122,7 @@ def test_a_partial_listing_hints_changes_and_missing_children_only() -> None:
     assert base.changes([], recs(b"41ed 0 1 ./b//\n"), [], no_prune) == []
     assert base.changes([], recs(b"41ed 0 0 ./b//\n"), [], no_prune) == ["b"]
     assert base.changes([], recs(b"41c0 0 0 ./b//\n"), [], no_prune) == ["b"]
+    assert base.changes([], recs(b"41ed 0 8 .//\n"), [], no_prune) == [""]
 
 
 def test_a_tick_after_our_own_write_compares_the_last_partial_again() -> None:

@@ -114,7 +114,9 @@ class Baseline:
         """The poll loop sent a full listing (``records``: its raw records)."""
         self._seen, self._covers = now, None
         self._dirs = dir_times(records)
-        self._window = set(self._dirs)  # as listed: only a new mode or mtime counts next
+        # as listed (the root too, which a full listing leaves out): only a new mode or
+        # mtime counts next
+        self._window = {RelPath(""), *self._dirs}
         return self._compare(now)
 
     def changes(
@@ -132,7 +134,7 @@ class Baseline:
             for p, meta in window.items()
             if (p in now or p == "")
             and p not in dirs
-            and (p not in self._window or meta != self._dirs.get(p))
+            and (p not in self._window or self._dirs.get(p, meta) != meta)
         ]
         self._dirs.update(dir_times([*covered, *changed, *kids]))
         self._window = dirs | window.keys()

@@ -156,7 +156,7 @@ class ShellEndpoint:
         if whole and not under:
             self._baseline.scanned(records, snapshot)
         else:
-            if whole:
+            if whole and RelPath("") not in roots:  # a hinted "" is the whole tree
                 wanted = set(roots)
                 snapshot = {p: e for p, e in snapshot.items() if p in wanted or below(p, wanted)}
             self._baseline.note(records, snapshot)
