@@ -17,7 +17,17 @@ turn send the full listing (``=BEGIN``) instead. No file content is ever read.
 
 Cost: a path stays in the ``-cmin`` window for a minute after it changed, so the minute after
 a mass change (the initial sync of 10k files) re-lists those paths each turn; after that the
-walk alone remains. FIGURES
+walk alone remains.
+
+Measured (``bench/shell_idle.py``: busybox 1.35 container, 10,000 files in 100 folders, 60 s
+windows, cgroup CPU, load average 7-9 from other test suites on 2 cores, commit 9744734):
+steady idle 5.4 % of a core in the container and 0.1 % local, against 5.0 % for a bare
+``find -cmin -1`` every 0.5 s (1.08x the floor; the full-listing loop this replaced: 11.2 %,
+2.15x, in a run minutes before); the minute after the initial sync 9.4 % + 1.3 % local; a
+container write reaches the local file in p50 0.78 s, p95 1.23 s (was 1.12 / 2.09 s), of which
+detection is at most one interval plus the walk and the rest is the engine's rescan and
+download execs. The walk is lstat-bound in the kernel (~25-30 ms per 10k entries on
+overlayfs here), so the interval sets the idle cost: 1 s halves it.
 
 Stopping: ``stop()`` closes stdin (a ``cat`` watching it ends and the loop exits at its next
 turn) and kills the loop through the transport (its TERM trap ends the ``sleep`` and the
