@@ -72,6 +72,7 @@ def test_create_modify_delete_are_hinted_within_two_seconds(box: Box) -> None:
 
 def test_close_leaves_no_process_in_the_container(box: Box) -> None:
     assert box.processes() == []
+    tmp_before = box.sh("ls /tmp")
     ep = box.endpoint()
 
     async def scenario() -> None:
@@ -89,6 +90,8 @@ def test_close_leaves_no_process_in_the_container(box: Box) -> None:
         return await asyncio.to_thread(box.processes) == []
 
     asyncio.run(wait_for(none_left, 5, "no process left in the container"))
+    # nor the loop's marker file (mktemp's default folder)
+    assert box.sh("ls /tmp") == tmp_before
 
 
 def test_hints_on_a_root_that_vanishes_halt_instead_of_waiting_forever(box: Box) -> None:
