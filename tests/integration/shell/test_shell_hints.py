@@ -72,6 +72,7 @@ def test_create_modify_delete_are_hinted_within_two_seconds(box: Box) -> None:
 
 def test_close_leaves_no_process_in_the_container(box: Box) -> None:
     assert box.processes() == []
+    tmp_before = box.sh("ls /tmp")
     ep = box.endpoint()
 
     async def scenario() -> None:
@@ -89,6 +90,8 @@ def test_close_leaves_no_process_in_the_container(box: Box) -> None:
         return await asyncio.to_thread(box.processes) == []
 
     asyncio.run(wait_for(none_left, 5, "no process left in the container"))
+    # nor the loop's marker file (mktemp's default folder)
+    assert box.sh("ls /tmp") == tmp_before
 
 
 def test_hints_on_a_root_that_vanishes_halt_instead_of_waiting_forever(box: Box) -> None:
@@ -174,3 +177,42 @@ def test_a_change_undone_between_two_polls_is_still_hinted(box: Box) -> None:
             await ep.close()
 
     assert asyncio.run(scenario()) == [f"f{i}.txt" for i in range(5)]
+
+
+@pytest.mark.slow
+def test_changes_that_leave_the_mtime_old_or_only_move_names_are_hinted(box: Box) -> None:
+    # The idle poll walks for inodes changed within the last minute (ctime), then lists the
+    # children of the changed folders. The tree is first left alone for that minute, so each
+    # change below must be found on its own: a rewrite whose mtime is set back into the past
+    # (its folder does not change), a chmod, renames (of a file, across folders, of a folder)
+    # a deep deletion, and a deletion whose folder gets its old mtime back (rsync -a).
+    box.sh(
+        "mkdir -p /app/a/deep/er /app/b /app/d /app/r && printf 1 > /app/a/old && : > /app/a/x"
+        " && : > /app/a/deep/er/f && : > /app/d/in && : > /app/r/gone && touch -d @1000"
+        " /app/a/old /app/r"
+    )
+
+    async def quiet() -> bool:
+        out = await asyncio.to_thread(box.sh, "find /app -cmin -1")
+        return out == b""
+
+    asyncio.run(wait_for(quiet, 100, "the tree to be unchanged for a minute"))
+    ep = box.endpoint()
+
+    async def scenario() -> None:
+        await ep.start(watch=True)
+        await ep.scan()
+        try:
+            await hint_for(ep, box, "printf 22 > /app/a/old && touch -d @1000 /app/a/old", "a/old")
+            await hint_for(ep, box, "chmod +x /app/a/x", "a/x")
+            await hint_for(ep, box, "mv /app/a/x /app/a/y", "a/y")
+            _, seen = await hint_for(ep, box, "mv /app/a/y /app/b/y", "a/y")
+            assert "b/y" in seen or await hint_for(ep, box, ":", "b/y")
+            _, seen = await hint_for(ep, box, "mv /app/d /app/e", "d")
+            assert "e" in seen or await hint_for(ep, box, ":", "e")
+            await hint_for(ep, box, "rm -rf /app/a/deep/er", "a/deep/er")
+            await hint_for(ep, box, "rm /app/r/gone && touch -d @1000 /app/r", "r")
+        finally:
+            await ep.close()
+
+    asyncio.run(scenario())

@@ -7,9 +7,10 @@ import pytest
 from podsync.core.entry import DIR, Entry
 from podsync.core.paths import RelPath
 from podsync.engine.shell.baseline import Baseline, minimal, signatures
-from podsync.engine.shell.listing import parse_records, to_snapshot
+from podsync.engine.shell.listing import Record, parse_records, to_snapshot
+from podsync.engine.shell.poller import Poller, _Parser
 from podsync.engine.shell.scripts import prune_tests
-from podsync.errors import ProtocolError, UnsafePath
+from podsync.errors import AgentError, ProtocolError, UnsafePath
 
 
 @pytest.mark.parametrize(
@@ -81,3 +82,86 @@ def test_minimal_keeps_only_topmost_paths() -> None:
     paths = [RelPath(p) for p in ("a/b", "a", "c/d/e", "c/d", "x")]
     assert minimal(paths) == ["a", "c/d", "x"]
     assert minimal([RelPath(""), RelPath("a")]) == [""]
+
+
+def recs(text: bytes) -> list[Record]:
+    return parse_records(text, links=False, final=True)[0]
+
+
+def no_prune(path: RelPath, is_dir: bool) -> bool:
+    return path == "skip" or path.endswith("/skip")
+
+
+def test_a_partial_listing_hints_changes_and_missing_children_only() -> None:
+    base = Baseline()
+    full = recs(
+        b"41ed 0 1 ./a//\n81a4 1 1 ./a/f//\n81a4 1 1 ./a/g//\n41ed 0 1 ./a/d//\n"
+        b"81a4 1 1 ./a/d/h//\n81a4 1 1 ./top//\n41ed 0 1 ./b//\n81a4 1 1 ./b/x//\n"
+    )
+    assert base.listing(signatures(full, to_snapshot(full, no_prune, print)), full) == []
+    # the root (a full listing leaves it out) recently changed: known from then on
+    assert base.changes([], recs(b"41ed 0 7 .//\n"), [], no_prune) == []
+    assert base.changes([], recs(b"41ed 0 7 .//\n"), [], no_prune) == []
+    # a/g deleted and a/d renamed to a/e: only "a" changed (and what moved); b untouched
+    covered = recs(b"41ed 0 9 ./a//\n")
+    kids = recs(b"81a4 1 1 ./a/f//\n41ed 0 1 ./a/e//\n")
+    assert base.changes(covered, [], kids, no_prune) == ["a/d", "a/e", "a/g"]
+    assert base.tick() == []
+    # a file whose mtime went into the past (its ctime moved): listed alone, no parent
+    assert base.changes([], recs(b"81a4 1 0 ./b/x//\n"), [], no_prune) == ["b/x"]
+    # the same partial again changes nothing; excluded paths and what lies below an
+    # excluded folder never count, even without the folder's own record
+    assert base.changes([], recs(b"81a4 1 0 ./b/x//\n"), [], no_prune) == []
+    junk = recs(b"41ed 0 5 ./skip//\n81a4 3 5 ./skip/j//\n81a4 3 5 ./b/skip/k//\n")
+    assert base.changes([], junk, [], no_prune) == []
+    # a folder changed with its mtime kept or set back is not listed with its children:
+    # when it was not in the previous partial listing
+    # (it entered the window since) is hinted whole; again as listed, nothing; with another
+    # mtime or mode, hinted whole again
+    assert base.changes([], recs(b"41ed 0 1 ./b//\n"), [], no_prune) == ["b"]
+    assert base.changes([], recs(b"41ed 0 1 ./b//\n"), [], no_prune) == []
+    assert base.changes([], recs(b"41ed 0 0 ./b//\n"), [], no_prune) == ["b"]
+    assert base.changes([], recs(b"41c0 0 0 ./b//\n"), [], no_prune) == ["b"]
+    assert base.changes([], recs(b"41ed 0 8 .//\n"), [], no_prune) == [""]
+
+
+def test_a_tick_after_our_own_write_compares_the_last_partial_again() -> None:
+    base = Baseline()
+    base.listing({})
+    assert base.changes(recs(b"41ed 0 1 .//\n"), [], [], no_prune) == []
+    base.note(recs(b"81a4 1 5 ./f//\n"), {RelPath("f")})  # our upload, then a user's rm
+    assert base.tick() == ["f"]
+    assert base.tick() == []
+
+
+def test_the_poll_parser_reads_full_and_partial_listings_in_any_chunks() -> None:
+    got: list[tuple[str, list[bytes], list[bytes]]] = []
+    poller = Poller(
+        None,  # type: ignore[arg-type]  # never started: only its parser is fed
+        "/app",
+        [],
+        0.5,
+        lambda full: got.append(("full", [r.name for r in full], [])),
+        lambda d, c, k: got.append(("part", [r.name for r in d + c], [r.name for r in k])),
+        lambda: got.append(("tick", [], [])),
+        lambda exc: None,
+    )
+    stream = (
+        b"=UP\n=BEGIN\n41ed 0 1 ./a//\n81a4 1 1 ./a/\n=K\n//\n=END\n=T\n"
+        b"=PART\n=D\n41ed 0 1 ./a//\n=K\n81a4 1 1 ./a/f//\n=C\n81a4 1 1 ./b//\n=END\n"
+        b"=PART\n=END\n=T\n"
+    )
+    for size in (1, 7, len(stream)):
+        got.clear()
+        parser = _Parser(poller)
+        for i in range(0, len(stream), size):
+            parser.feed(stream[i : i + size])
+        assert got == [
+            ("full", [b"./a", b"./a/\n=K\n"], []),
+            ("tick", [], []),
+            ("part", [b"./a", b"./b"], [b"./a/f"]),
+            ("part", [], []),
+            ("tick", [], []),
+        ]
+    with pytest.raises(AgentError):
+        _Parser(poller).feed(b"=UP\n=WHAT\n")

@@ -64,6 +64,8 @@ def test_scan_under_lists_only_the_subtrees(box: Box) -> None:
     ep = box.endpoint()
     snap = run(ep.scan([RelPath("deep/a"), RelPath("plain.txt"), RelPath("missing/x")]))
     assert sorted(snap) == ["deep/a", "deep/a/b", "deep/a/b/c", "deep/a/b/c/leaf", "plain.txt"]
+    # the root hinted (the poll loop saw it change with its mtime kept): the whole tree
+    assert run(ep.scan([RelPath(""), RelPath("deep")])) == run(ep.scan())
 
 
 def test_excluded_dirs_are_pruned_inside_the_container(box: Box) -> None:

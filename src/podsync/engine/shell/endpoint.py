@@ -158,7 +158,7 @@ class ShellEndpoint:
         if whole and not under:
             self._baseline.scanned(records, snapshot)
         else:
-            if whole:
+            if whole and RelPath("") not in roots:  # a hinted "" is the whole tree
                 wanted = set(roots)
                 snapshot = {p: e for p, e in snapshot.items() if p in wanted or below(p, wanted)}
             self._baseline.note(records, snapshot)
@@ -186,13 +186,13 @@ class ShellEndpoint:
     async def _start_poller(self) -> None:
         if self._poller is not None:
             return
-        expr = scripts.listing_expression(self._prune_tests, top=True, links=False)
         self._poller = Poller(
             self.transport,
             self.root,
-            expr,
+            self._prune_tests,
             self._interval,
             self._on_listing,
+            lambda d, c, k: self._hint(self._baseline.changes(d, c, k, self._prune)),
             self._on_tick,
             self._hints.fail,
             self._stderr,
@@ -201,7 +201,7 @@ class ShellEndpoint:
 
     def _on_listing(self, records: list[Record]) -> None:
         snapshot = to_snapshot(records, self._prune, lambda message: None)
-        self._hint(self._baseline.listing(signatures(records, snapshot)))
+        self._hint(self._baseline.listing(signatures(records, snapshot), records))
 
     def _on_tick(self) -> None:
         self._hint(self._baseline.tick())

@@ -113,10 +113,108 @@ def record_actions(*, links: bool) -> list[str]:
 def listing_expression(prune: Sequence[str], *, top: bool, links: bool) -> list[str]:
     """The find expression after the start points: prune staging dirs and ``prune`` tests,
     then one record per path."""
-    stage = ["-path", "./" + STAGE_PREFIX + "*"]
-    pruned = stage + (["-o", "-type", "d", "(", *prune, ")"] if prune else [])
-    expr = (["-mindepth", "1"] if top else []) + ["(", *pruned, ")", "-prune", "-o"]
+    expr = (["-mindepth", "1"] if top else []) + ["(", *_pruned(prune), ")", "-prune", "-o"]
     return expr + record_actions(links=links)
+
+
+def _pruned(prune: Sequence[str]) -> list[str]:
+    """The test matching what listings never enter: staging dirs and ``prune`` dirs."""
+    stage = ["-path", "./" + STAGE_PREFIX + "*"]
+    return stage + (["-o", "-type", "d", "(", *prune, ")"] if prune else [])
+
+
+# -- the poll loop --------------------------------------------------------------------------
+
+#: ``find`` tests a changed path passes: its inode changed within the last minute. ``-cmin``
+#: (busybox and GNU) looks at the ctime, so content writes, ``touch -d`` into the past, chmod,
+#: renames and, through the parent directory, creations and deletions all count; the age is
+#: taken at each walk, so no marker file and no same-second race. The loop lists the whole
+#: tree again whenever two turns lie more than :data:`POLL_GAP_SECONDS` apart.
+CHANGED = ["-cmin", "-1"]
+
+#: A turn further than this from the previous one lists the whole tree (the ``-cmin`` window
+#: is 60 s; a stopped container, a suspended laptop or a clock jump must not lose a change).
+POLL_GAP_SECONDS = 30
+
+#: Every this many turns the loop lists the whole tree anyway (a safety net for file systems
+#: whose ctime misbehaves; about one full listing per 5 minutes at the 0.5 s default).
+POLL_FULL_EVERY = 600
+
+
+def _scripts(prune: Sequence[str]) -> tuple[str, str]:
+    """The two batch scripts of a walk (``$F`` the record format): for the folders whose
+    entries changed since the previous turn, ``=D`` and their records, then ``=K`` and the
+    records of all their children (a deletion or a rename away shows as a missing child);
+    for other changed paths, ``=C`` and their records. "{}" is written ``\\{\\}``: find
+    refuses a second "{}" among its -exec words."""
+    kids = ["-mindepth", "1", "-maxdepth", "1", "(", *_pruned(prune), ")", "-prune", "-o"]
+    return (
+        'echo =D; stat -c "$F" -- "$@"; echo =K; find "$@" '
+        + " ".join(q(w) for w in kids)
+        + ' -exec stat -c "$F" \\{\\} +',
+        'echo =C; stat -c "$F" -- "$@"',
+    )
+
+
+def poll_script(root: str, interval: float, prune: Sequence[str]) -> str:
+    """The poll loop (run as ``sh -c SCRIPT``): a full listing (``=BEGIN`` records ``=END``)
+    on the first turn, after a gap and every :data:`POLL_FULL_EVERY` turns; otherwise one
+    ``find`` walk that prints nothing for an unchanged tree, answered ``=T`` when its output
+    is as last time and ``=PART`` sections ``=END`` when not.
+
+    A folder's entries changed since the previous turn when its mtime is at least that
+    turn's start second: ``-newer`` a marker file dated one second before (find compares
+    whole seconds). Without a marker (no writable ``mktemp``) every recently changed folder
+    is listed with its children."""
+    full = " ".join(q(w) for w in listing_expression(prune, top=True, links=False))
+    dirs, other = _scripts(prune)
+    skip = " ".join(q(w) for w in ["(", *_pruned(prune), ")", "-prune", "-o", *CHANGED])
+    walk = f'{skip} -type d ${{M:+-newer}} ${{M:+"$M"}} -exec sh -c "$D" sh {{}} +'
+    walk += f' -o {" ".join(CHANGED)} -exec sh -c "$C" sh {{}} +'
+    return _POLL.format(
+        root=q(root),
+        interval=q(f"{interval:g}"),
+        gap=POLL_GAP_SECONDS,
+        every=POLL_FULL_EVERY,
+        full=full,
+        walk=walk,
+        fmt=q(STAT_FORMAT),
+        dirs=q(dirs),
+        other=q(other),
+    )
+
+
+#: The loop. ``cat`` watches stdin (its end stops the loop); the TERM trap ends the ``sleep``
+#: and the ``cat``, waits for them and removes the marker, so nothing is left in the
+#: container (a KILLed loop leaves its empty marker in the temporary folder).
+_POLL = r"""
+exec 3<&0
+cat <&3 >/dev/null 3<&- &
+w=$!
+exec 3<&-
+n=
+M=$(mktemp 2>/dev/null) || M=
+trap 'kill $w $n 2>/dev/null; wait; rm -f $M; exit 0' TERM INT HUP
+export F={fmt} D={dirs} C={other}
+echo =UP
+prev=/; last=; k=0
+while kill -0 $w 2>/dev/null; do
+  cd -- {root} 2>/dev/null || {{ echo =NOROOT; kill $w; wait; rm -f $M; exit 0; }}
+  now=$(date +%s)
+  if [ -z "$last" ] || [ $((now - last)) -ge {gap} ] || [ $k -ge {every} ]; then
+    echo =BEGIN; find . {full} 2>/dev/null; echo =END; prev=/; k=0
+  else
+    [ -z "$M" ] || touch -d "@$((last - 1))" "$M" 2>/dev/null || {{ rm -f "$M"; M=; }}
+    cur=$(find . {walk} 2>/dev/null); k=$((k + 1))
+    if [ "$cur" != "$prev" ]; then
+      echo =PART; [ -n "$cur" ] && printf '%s\n' "$cur"; echo =END; prev=$cur
+    else echo =T; fi
+  fi
+  last=$now
+  sleep {interval} & n=$!; wait $n; n=
+done
+kill $w 2>/dev/null; wait; rm -f $M
+"""
 
 
 def cd_root(root: str) -> str:
