@@ -325,7 +325,9 @@ def test_restart_mid_transfer_reconnects_and_completes(
     if direction == "down":
         assert read_local(workdir, "big.bin") == old
     docker_ok("start", agent.container)
-    wait_lost(proc, mark, timeout=30)
+    line = wait_lost(proc, mark, timeout=30)
+    if direction == "up":
+        assert "stopped (killed?)" in line, line
     wait_complete(agent, workdir, direction, old, new, proc)
     assert proc.proc.poll() is None, proc.output
     assert_no_partials(agent, workdir)

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from podsync.engine.agent_link import liveness_seconds
-from podsync.errors import PeerStalled, PodsyncError
+from podsync.errors import PeerStalled, PodsyncError, TransportError
 from podsync.transport.base import Channel, RunResult, StderrSink, Transport
 
 
@@ -173,9 +173,13 @@ class WatchedChannel:
         owner.begin()
         try:
             await self.inner.write(data)
-        except (PodsyncError, OSError):
+        except (PodsyncError, OSError) as exc:
             if owner.failure is not None:
                 raise owner.failure from None
+            if isinstance(exc, TransportError):  # the command went away while we wrote
+                raise TransportError(
+                    f"{owner.description}: the container stopped (killed?) while we sent data"
+                ) from exc
             raise
         finally:
             owner.end()
