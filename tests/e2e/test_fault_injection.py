@@ -344,6 +344,7 @@ STATES = [
     ("throttled-down", signal.SIGINT),
     ("paused", signal.SIGINT),
     ("paused", signal.SIGTERM),
+    ("reconnecting", signal.SIGINT),
 ]
 
 
@@ -357,13 +358,15 @@ def test_stop_signal_in_every_state_exits_fast_and_clean(
     old = os.urandom(64 * KIB)
     new = os.urandom(8 * MIB if slow else 2 * MIB)
     direction = "down" if state.endswith("down") or state == "download" else "up"
-    extra = (
-        limit_flags(direction, 256) if state.startswith("throttled") or state == "paused" else []
-    )
+    limited = state.startswith("throttled") or state in ("paused", "reconnecting")
+    extra = limit_flags(direction, 256) if limited else []
     proc = synced_start(agent, workdir, running, old, *extra)
     begin_transfer(agent, workdir, direction, new, slow=slow)
-    if state == "paused":
+    if state in ("paused", "reconnecting"):
+        mark = len(proc.lines)
         pause(agent)
+        if state == "reconnecting":  # the stall was noticed; retrying a paused container
+            wait_lost(proc, mark)
     stop_cleanly(proc, sig)
     if direction == "down":
         assert read_local(workdir, "big.bin") in (old, new)
