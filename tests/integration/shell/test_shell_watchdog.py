@@ -10,9 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.support import docker as d
 
 from podsync.engine.shell.watchdog import WatchedTransport
 from podsync.errors import PeerStalled
+from podsync.transport.docker import DockerTransport
 from podsync.transport.local import LocalTransport
 
 LIVENESS = 1.0
@@ -28,8 +30,13 @@ def test_a_silent_channel_is_a_stall_for_every_waiter(tmp_path: Path) -> None:
         )
         took = time.monotonic() - began
         read, run = (r if isinstance(r, BaseException) else None for r in results)
-        with pytest.raises(PeerStalled):
+        try:
             await watched.spawn(["true"], lambda line: None)
+            again: BaseException | None = None
+        except PeerStalled as exc:
+            again = exc
+        await channel.kill()  # the watchdog's kill, awaited (idempotent)
+        assert isinstance(again, PeerStalled), "spawn after a stall"
         return took, read, run
 
     took, read, run = asyncio.run(asyncio.wait_for(main(), 20))
@@ -65,3 +72,29 @@ def test_a_pulse_keeps_a_slow_operation_alive_and_a_silent_command_is_not_judged
     late, code = asyncio.run(asyncio.wait_for(main(), 20))
     assert late == b"late\n"
     assert code == 0
+
+
+@pytest.mark.docker
+def test_a_command_in_a_paused_container_is_a_stall(busybox_container: str) -> None:
+    """Nothing but a command waits (no poller: --no-watch): after the liveness period a
+    trivial command must run; in a paused container it cannot, so the command ends in one
+    PeerStalled line instead of waiting for its 600 s timeout."""
+
+    async def main() -> tuple[float, BaseException | None]:
+        watched = WatchedTransport(DockerTransport(busybox_container), liveness=LIVENESS)
+        running = asyncio.ensure_future(watched.run(["sleep", "60"], timeout=600))
+        await asyncio.sleep(0.5)
+        assert d.docker("pause", busybox_container).returncode == 0
+        began = time.monotonic()
+        try:
+            await running
+        except PeerStalled as exc:
+            return time.monotonic() - began, exc
+        return time.monotonic() - began, None
+
+    try:
+        took, error = asyncio.run(asyncio.wait_for(main(), 30))
+    finally:
+        d.docker("unpause", busybox_container)
+    assert error is not None and "paused" in str(error), error
+    assert took < LIVENESS + 4

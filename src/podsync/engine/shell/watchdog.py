@@ -13,8 +13,10 @@ command finished). In watch mode the poller's read always waits and its ticks (e
 the pulse, so a paused or frozen container is noticed whatever the direction and bandwidth
 limit. Then every channel is killed, every pending command is cancelled and every caller gets
 one :class:`~podsync.errors.PeerStalled` (the session reconnects). A command run to completion
-(``run``) does not arm the watchdog by itself: without the poller a silent but busy command
-(``sha256sum`` of a huge file) must not be mistaken for a stall.
+(``run``) is judged differently when nothing else waits (no poller: ``--no-watch``): a silent
+but busy command (``sha256sum`` of a huge file) is no stall, so after the liveness period a
+trivial command (``true``) must finish within it too, else (say the container is paused) it
+is a stall.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from typing import Any
 from podsync.engine.agent_link import liveness_seconds
 from podsync.errors import PeerStalled, PodsyncError, TransportError
 from podsync.transport.base import Channel, RunResult, StderrSink, Transport
+
+#: How long a command stopped by the watchdog gets to end its local client.
+REAP_SECONDS = 1.0
 
 
 class WatchedTransport:
@@ -43,6 +48,7 @@ class WatchedTransport:
         self._runs: set[asyncio.Future[RunResult]] = set()
         self._waiting = 0  # channel reads and writes in progress
         self._since = time.monotonic()  # last progress, or when waiting began
+        self._ran_since = self._since  # when the oldest pending command began
         self._dog: asyncio.Task[None] | None = None
         self._stalled: asyncio.Event | None = None
 
@@ -67,7 +73,10 @@ class WatchedTransport:
         self._check()
         stalled = self._event()
         task = asyncio.ensure_future(self.inner.run(argv, stdin, timeout))
+        if not self._runs:
+            self._ran_since = time.monotonic()
         self._runs.add(task)
+        self._guard()
         stop = asyncio.ensure_future(stalled.wait())
         try:
             await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -78,6 +87,8 @@ class WatchedTransport:
                 task.cancel()
                 task.add_done_callback(_retrieve)
         if not task.done() or task.cancelled():  # the watchdog stopped it
+            # Let the cancelled command end its local client (bounded) before reporting.
+            await asyncio.wait({task}, timeout=REAP_SECONDS)
             raise self.failure or PeerStalled(f"{self.description}: the command was stopped")
         result = task.result()
         self.progress()
@@ -118,18 +129,35 @@ class WatchedTransport:
     async def _watch(self) -> None:
         step = min(0.5, self.liveness / 10)
         last = time.monotonic()
-        while self._channels:
+        probe: asyncio.Task[None] | None = None
+        while self._channels or self._runs:
             await asyncio.sleep(step)
             now = time.monotonic()
             if now - last > step + 1.0:
                 self._since = now  # this process was not running: start afresh
             last = now
+            quiet = now - max(self._since, self._ran_since if self._runs else now)
             if self._waiting and now - self._since > self.liveness:
                 self._stall(
                     f"the container made no progress for {self.liveness:g} s;"
                     " is it paused or overloaded?"
                 )
                 return
+            if not self._waiting and quiet > self.liveness and (probe is None or probe.done()):
+                probe = asyncio.ensure_future(self._probe())
+        if probe is not None:
+            probe.cancel()
+
+    async def _probe(self) -> None:
+        """Only commands run and none said anything for the liveness period (a long
+        ``sha256sum`` or a paused container?): a trivial command must finish in time."""
+        try:
+            await self.inner.run(["true"], timeout=self.liveness)
+        except (PodsyncError, OSError) as exc:
+            if self._runs and self.failure is None:
+                self._stall(f"the container made no progress for {self.liveness:g} s: {exc}")
+            return
+        self.progress()
 
     def _stall(self, message: str) -> None:
         self.failure = PeerStalled(f"{self.description}: {message}")
