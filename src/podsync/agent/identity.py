@@ -20,11 +20,12 @@ FSID_DIR = "/tmp/.podsync/ids"
 
 
 def filesystem_id(root: str, base: str = FSID_DIR) -> Optional[str]:
-    """``<hostname>/<random id>/<device>:<inode of the root>``: the same for every
-    connection to this root in this container (also across ``docker restart``: /tmp, the
-    hostname and the root's inode survive it), new in a new pod or a recreated container, and
-    new when the root folder itself was recreated (say /tmp is a volume that outlives the
-    container's filesystem). None when it cannot be kept (never an error).
+    """``<hostname>/<random id>/<inode of the root>``: the same for every connection to this
+    root in this container (also across ``docker restart``: /tmp, the hostname and the root's
+    inode survive it), new in a new pod or a recreated container, and new when the root folder
+    itself was recreated (say /tmp is a volume that outlives the container's filesystem). The
+    device number is not part of it: an overlay root gets another one at every start of the
+    container. None when it cannot be kept (never an error).
 
     ``base`` may be shared with other users on an ssh host: it must be a directory of ours
     (not a symlink), and files are created without following links."""
@@ -54,7 +55,7 @@ def filesystem_id(root: str, base: str = FSID_DIR) -> Optional[str]:
             ident = _read(path)
         if ident is None or len(ident) != 32 or ident.strip("0123456789abcdef"):
             return None
-        return f"{os.uname().nodename}/{ident}/{st.st_dev}:{st.st_ino}"
+        return f"{os.uname().nodename}/{ident}/{st.st_ino}"
     except (OSError, UnicodeError, ValueError):
         return None
 

@@ -216,10 +216,11 @@ async def connect(
                 f"{transport.description}: the container has neither python3 >= 3.9 nor tar;"
                 " install tar (or python3) in the image"
             )
+        from podsync.engine.shell.watchdog import WatchedTransport
         from podsync.engine.shell_endpoint import ShellEndpoint
 
         shell = ShellEndpoint(
-            transport,
+            WatchedTransport(transport),  # notices a paused or frozen container
             root,
             rules,
             description=why,

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from podsync.errors import TransportError
 from podsync.transport.base import RunResult, StderrSink
@@ -281,13 +282,14 @@ async def run_process(
         while chunk := await reader.read(1 << 16):
             buf += chunk
 
+    gathered = asyncio.gather(
+        feed(proc.stdin), collect(proc.stdout, out), collect(proc.stderr, err), proc.wait()
+    )
+    # Cut short (a timeout, a cancelled caller), it ends with an error nobody awaits: asyncio
+    # would log "_GatheringFuture exception was never retrieved" when it is collected.
+    gathered.add_done_callback(_retrieved)
     try:
-        await asyncio.wait_for(
-            asyncio.gather(
-                feed(proc.stdin), collect(proc.stdout, out), collect(proc.stderr, err), proc.wait()
-            ),
-            timeout,
-        )
+        await asyncio.wait_for(gathered, timeout)
     except TimeoutError:
         if on_timeout is not None:
             with contextlib.suppress(Exception):
@@ -300,6 +302,11 @@ async def run_process(
         await terminate(proc, group=True)
     assert proc.returncode is not None
     return RunResult(exit_code=proc.returncode, stdout=bytes(out), stderr=bytes(err))
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def start_detached(argv: Sequence[str]) -> subprocess.Popen[bytes] | None:

@@ -345,6 +345,7 @@ S=$2
 trap 'rm -rf -- "$S"' EXIT
 trap 'exit 1' INT TERM HUP
 mkdir -- "$S" || exit 4
+o=; read -r o </proc/$$/stat 2>/dev/null && printf '%s\n' "$o" >"$S/.owner"
 if [ "$3" = framed ]; then
   while IFS= read -r n && [ "$n" -gt 0 ]; do
     dd bs="$n" count=1 iflag=fullblock 2>/dev/null || exit 6
@@ -359,11 +360,27 @@ fi
 FRAME_BYTES = 1 << 20
 
 
-#: ``sh -c PREPARE sh ROOT``: create the root; remove staging dirs an interrupted upload
-#: left behind over an hour ago (younger ones may belong to another running sync).
+#: Staging dirs whose upload is over (the container was killed mid-upload, so no EXIT trap
+#: ran): the shell that made one wrote its /proc stat line into ``.owner``; the dir is an
+#: orphan when no process with that PID and start time (field 22) runs any more. Another
+#: sync's upload in progress is left alone.
+_ORPHANS = r"""
+for d in .podsync-stage-*; do
+  [ -d "$d" ] && [ ! -L "$d" ] || continue
+  o=; [ -f "$d/.owner" ] && read -r o <"$d/.owner"
+  [ -n "$o" ] || continue
+  set -- $o; [ $# -ge 22 ] || continue; p=$1; t=${22}; n=
+  read -r n </proc/"$p"/stat 2>/dev/null
+  if [ -n "$n" ]; then set -- $n; [ $# -ge 22 ] && [ "${22}" = "$t" ] && continue; fi
+  rm -rf -- "$d"
+done
+"""
+
+#: ``sh -c PREPARE sh ROOT``: create the root; remove orphaned staging dirs, and those without
+#: an owner an interrupted upload left behind over an hour ago.
 _PREPARE = (
     'mkdir -p -- "$1" && cd -- "$1" && { find . -maxdepth 1 -name ".podsync-stage-*" -mmin +60'
-    " -exec rm -rf {} + 2>/dev/null; true; } || exit 1\n" + scripts.FSID
+    " -exec rm -rf {} + 2>/dev/null; true; } || exit 1\n" + _ORPHANS + scripts.FSID
 )
 
 

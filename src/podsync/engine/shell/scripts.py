@@ -269,7 +269,7 @@ def listing_lines(paths: Sequence[str]) -> str:
 
 # -- identity -------------------------------------------------------------------------------
 
-#: Run in the sync root after ``cd``: prints ``=FSID <host>/<id>/<dev>:<ino>``, the Python
+#: Run in the sync root after ``cd``: prints ``=FSID <host>/<id>/<ino>``, the Python
 #: agent's identity of this root (podsync.agent.identity: same folder of ids, same key, the
 #: sha256 of the real path, so either agent recognises the other's record). Prints nothing when
 #: the id cannot be kept (no sha256sum, a folder that is not ours or a link); never fails.
@@ -288,7 +288,7 @@ fi
 case $i in *[!0-9a-f]*|'') exit 0;; esac
 [ ${#i} -eq 32 ] || exit 0
 h=$(uname -n 2>/dev/null || cat /proc/sys/kernel/hostname)
-d=$(stat -c '%d:%i' .) && echo "=FSID $h/$i/$d"
+d=$(stat -c %i .) && echo "=FSID $h/$i/$d"
 """
 
 
