@@ -13,8 +13,8 @@ end of the agent.
 A bulk put (the initial sync) is bound by the kernel's file creation, not by Python: a small
 file that arrived whole is committed by one of a few threads (temp file, write, rename: the
 same atomic write) while the next ones arrive, so the creations overlap. Results are reported
-as each commit finishes; the put's final result waits for all of them. A lone file (nothing
-else queued: a save in watch mode) is written at once, without the hand-off.
+as each commit finishes; the put's final result waits for all of them. The first files of a
+put (a save in watch mode) are written at once, without the hand-off.
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ POOLED_FILE_BYTES = 1 << 20
 #: Content handed to the threads and not yet written, at most (memory stays bounded).
 POOLED_MAX_BYTES = 16 << 20
 POOLED_MAX_FILES = 256
+#: The first files of a put are written at once, as they arrive: only a bulk put (the
+#: initial sync, a checkout) is handed to the threads; a save in watch mode never is.
+POOLED_AFTER_FILES = 32
 
 
 def write_whole(rep: Replica, path: RelPath, entry: Entry, expect: Any, data: bytes) -> Any:
@@ -82,6 +85,8 @@ class Put:
         #: Commits handed to the threads, oldest first, and the bytes they hold.
         self.pooled: Deque[Tuple[RelPath, int, Future[Any]]] = collections.deque()
         self.pooled_bytes = 0
+        #: Small files received whole so far.
+        self.files = 0
 
     @property
     def receiving(self) -> bool:
@@ -160,7 +165,8 @@ class Transfers:
         hand-off latency), else by a thread; None when pooled (recorded later)."""
         entry, expect = put.entry, put.expect
         assert entry is not None
-        if not put.pooled and self.link.idle():
+        put.files += 1
+        if put.files <= POOLED_AFTER_FILES or (not put.pooled and self.link.idle()):
             return write_whole(rep, path, entry, expect, data)
         while put.pooled and (
             put.pooled_bytes + len(data) > POOLED_MAX_BYTES or len(put.pooled) >= POOLED_MAX_FILES
