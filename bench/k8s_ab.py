@@ -11,8 +11,10 @@ tree's agent). Copies are checked against tar's by a content digest in the pod.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -24,6 +26,26 @@ sys.path.insert(0, str(HERE))
 import k8s_run as kr  # noqa: E402
 import run as docker_bench  # noqa: E402
 from tests.k8s import kit  # noqa: E402
+
+PATH_COMMANDS = {"kube-apiserver", "kubelet", "containerd", "containerd-shim"}
+PODS_CPU = Path("/sys/fs/cgroup/cpuacct/k8s.io/cpuacct.usage")
+
+
+def path_cpu() -> float:
+    """CPU seconds spent so far along the whole path, which a loaded machine stretches far
+    less than wall time: this process's children (tar or podsync, kubectl), the API server,
+    kubelet and containerd (they carry the exec stream), and every container of the kit."""
+    total = kr.children_cpu()
+    with contextlib.suppress(OSError):
+        total += int(PODS_CPU.read_text()) / 1e9
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            raw = Path(f"/proc/{pid}/stat").read_text()
+            name = raw[raw.index("(") + 1 : raw.rindex(")")]
+            if name in PATH_COMMANDS:
+                fields = raw[raw.rindex(")") + 2 :].split()
+                total += (int(fields[11]) + int(fields[12])) / kr.CLK_TCK
+    return total
 
 
 def main() -> None:
@@ -50,23 +72,49 @@ def main() -> None:
         warm.mkdir()
         (warm / "f").write_text("x")
         for i, src in enumerate(sources):  # each tree's agent installed once, untimed
-            os.environ["PYTHONPATH"] = src  # kube.env is built from os.environ
+            os.environ["PYTHONPATH"] = src
             bench.podsync(warm, f"/bench/warm{i}")
+        rows: dict[str, list[float]] = {src: [] for src in sources}
+        cpu_rows: dict[str, list[float]] = {src: [] for src in sources}
         for rep in range(args.reps):
+            # Rotate the order (floor included) every repetition: whoever runs first or last
+            # in a minute of this shared machine must not always be the same.
+            order = ["tar", *sources]
+            order = order[rep % len(order) :] + order[: rep % len(order)]
+            took: dict[str, float] = {}
             floor_dir = f"/bench/floor{rep}"
-            floor = bench.tar_floor(tree, floor_dir)
+            cpu: dict[str, float] = {}
+            for what in order:
+                before = path_cpu()
+                if what == "tar":
+                    took["tar"] = bench.tar_floor(tree, floor_dir)
+                else:
+                    os.environ["PYTHONPATH"] = what  # kube.env is built from os.environ
+                    dest = f"/bench/sync{rep}-{sources.index(what)}"
+                    took[what] = bench.podsync(tree, dest)[0]
+                cpu[what] = path_cpu() - before
             want = bench.digest(floor_dir)
-            line = f"rep {rep} load {os.getloadavg()[0]:.1f}: tar {floor:.2f} s"
             for i, src in enumerate(sources):
-                os.environ["PYTHONPATH"] = src
-                dest = f"/bench/sync{rep}-{i}"
-                took = bench.podsync(tree, dest)[0]
-                if bench.digest(dest) != want:
+                if bench.digest(f"/bench/sync{rep}-{i}") != want:
                     raise SystemExit(f"{src}: podsync's copy differs from tar's")
-                line += f" | {src}: {took:.2f} s {took / floor:.2f}x"
-                bench.sh(f"rm -rf {dest}")
-            bench.sh(f"rm -rf {floor_dir}")
+            bench.sh("rm -rf /bench/floor* /bench/sync*")
+            line = (
+                f"rep {rep} load {os.getloadavg()[0]:.1f}: tar {took['tar']:.2f} s"
+                f" (cpu {cpu['tar']:.2f} s)"
+            )
+            for src in sources:
+                rows[src].append(took[src] / took["tar"])
+                cpu_rows[src].append(cpu[src] / cpu["tar"])
+                line += (
+                    f" | {src}: {took[src]:.2f} s {took[src] / took['tar']:.2f}x"
+                    f" (cpu {cpu[src]:.2f} s {cpu[src] / cpu['tar']:.2f}x)"
+                )
             print(line, time.strftime("%H:%M:%S"), flush=True)
+        for src in sources:
+            print(
+                f"{src}: median {statistics.median(rows[src]):.2f}x wall,"
+                f" {statistics.median(cpu_rows[src]):.2f}x cpu, of {len(rows[src])}"
+            )
     finally:
         kit.close_namespace(kube)
         shutil.rmtree(work, ignore_errors=True)
