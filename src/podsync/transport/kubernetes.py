@@ -64,26 +64,6 @@ def exec_mode(value: str | None = None) -> ExecMode:
     raise UsageError(f"{MODE_ENV} must be auto, websocket or kubectl, not {raw!r}")
 
 
-#: A WebSocket exec through an API server on loopback: bound by the CPU of both ends, not by
-#: a wire (bench/k8s_exec.py), so zlib would only add CPU there. Above the engine's
-#: compression threshold (``limits.COMPRESS_BELOW_LINK_BYTES_PER_SECOND``).
-LOOPBACK_EXEC_BYTES_PER_SECOND = 400e6
-
-
-def _on_this_machine(server: str) -> bool:
-    """True when the API server URL names a loopback address (``localhost``, 127/8, ::1)."""
-    import ipaddress
-    import urllib.parse
-
-    host = urllib.parse.urlsplit(server).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class _StartupLines:
     """Stderr sink that holds lines until the command has started (they explain a failed
     start), then passes them on. A flood of lines means the start worked: release early."""
@@ -130,11 +110,8 @@ class KubernetesTransport:
         self.api = api
         self.mode: ExecMode = mode or exec_mode()
         self.description = self.target.describe()
-        #: The engine compresses unless the link is known to be fast: an API server on this
-        #: machine (the exec stream never leaves it), else unknown (compress).
-        self.link_bytes_per_second: float | None = (
-            LOOPBACK_EXEC_BYTES_PER_SECOND if _on_this_machine(api.host) else None
-        )
+        #: Unknown: depends on the cluster's distance; the engine decides about compression.
+        self.link_bytes_per_second: float | None = None
         self._kubectl_path = kubectl
         self._kubectl: KubectlExecTransport | None = None
         self._shell: bool | None = None  # False: no sh in the container (run unwrapped)
