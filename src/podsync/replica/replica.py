@@ -270,6 +270,13 @@ class Replica:
     ) -> Union[Entry, Problem]:
         """Rename ``temp`` over ``path`` if it still matches ``expect`` (checked last thing)."""
         name = basename(path)
+        # What we install, as a scan will see it: reported instead of what is there after the
+        # rename, since a write that lands right after it is someone else's change and must be
+        # seen as one (taken as ours, the next sync overwrote it without a conflict copy).
+        st = fsops.lstat_at(dir_fd, temp)
+        ours = None if st is None else fsops.entry_from_stat(st, dir_fd, temp)
+        if ours is None:
+            return Problem(path, "its temporary file vanished before it could be put in place")
         current = fsops.entry_at(dir_fd, name)
         if not self._expect_ok(expect, current):
             return Problem(path, CHANGED)
@@ -281,10 +288,9 @@ class Replica:
         os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         if self.fsync:
             os.fsync(dir_fd)  # make the rename itself durable, not just the content
-        now = fsops.entry_at(dir_fd, name)
-        if now is None:
+        if fsops.lstat_at(dir_fd, name) is None:
             return Problem(path, "removed by someone else right after it was written")
-        return now
+        return ours
 
     def begin_write(self, path: RelPath, entry: Entry, expect: Expect) -> FileWriter:
         """Start streaming a file to ``path``; see :class:`FileWriter`."""

@@ -287,3 +287,25 @@ def test_deleting_a_directory_keeps_excluded_content_inside_it(tmp_path: Path) -
     assert not (tmp_path / "gone").exists()
     trashed = {p.name for p in (tmp_path / ".t").rglob("*")}
     assert {"out.o", "f", "sub", "gone"} <= trashed
+
+
+def test_a_write_landing_right_after_our_rename_is_not_reported_as_ours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone writes the file in the instant after our rename (the fault switch below: the
+    real rename, then another writer, which no real timing makes deterministic). The result
+    must describe what we installed: reported as ours, the other write was recorded as agreed
+    and overwritten by the next sync without a conflict copy (a data-loss race found by
+    test_watch_phase_conflict_local_wins_and_every_container_version_is_kept)."""
+    replica = Replica(str(tmp_path))
+    real_replace = os.replace
+
+    def replace_then_someone_writes(*args: object, **kwargs: object) -> None:
+        real_replace(*args, **kwargs)  # type: ignore[arg-type]
+        (tmp_path / "f.txt").write_bytes(b"someone else's longer content")
+
+    monkeypatch.setattr(os, "replace", replace_then_someone_writes)
+    result = put(replica, "f.txt", b"ours")
+    monkeypatch.undo()
+    assert result == Entry(FILE, 4, MTIME, False)
+    assert not Entry(FILE, 4, MTIME, False).same_content(replica.scan()[RelPath("f.txt")])
