@@ -4,10 +4,11 @@
   download-on-initial-sync compares every entry and downloads what is missing, a second run is
   a no-op that uses the saved state, and the watch phase stays connected while container edits
   arrive (no "oversized frame", no reconnect loop).
-- A ~120k-entry local tree uploads, then watches, with podsync's peak RSS bounded.
+- The same ~120k-entry local tree uploads to a fresh container and is watched; podsync's peak
+  RSS stays bounded in every run.
 - Throttled transfers lasting longer than 40 s, both directions and both agents, complete on
   the first connection: liveness is judged by progress, not by a reply to a ping.
-- A large system folder as the container path (``/usr``) is listed without a size limit.
+- The container root as the container path (``/``: /usr, /proc) is listed without a size limit.
 
 Real CLI processes and containers; every wait has a deadline; nothing here measures speed
 (figures printed are for the report, bench/ measures). Marked ``scale``: they run in the
@@ -95,18 +96,18 @@ def container_count(container: str) -> int:
 
 
 @pytest.fixture
-def tmpfs_containers() -> Iterator[Callable[[], str]]:
-    """Starts python containers whose /app is a tmpfs (120k files are made and removed in
-    seconds, not written through the overlay filesystem); all removed at the end."""
+def tmpfs_containers() -> Iterator[Callable[[str], str]]:
+    """Starts containers of an image whose /app is a tmpfs (120k files are made and removed
+    in seconds, not written through the overlay filesystem); all removed at the end."""
     from tests.conftest import _require_docker
 
     _require_docker()
     started: list[str] = []
 
-    def start() -> str:
+    def start(image: str) -> str:
         name = f"podsync-test-{uuid.uuid4().hex[:10]}"
         argv = ["run", "-d", "--network", "none", "--label", d.LABEL, "--name", name]
-        result = d.docker(*argv, "--tmpfs", "/app:size=1g", "--workdir", "/app", d.PY_IMAGE)
+        result = d.docker(*argv, "--tmpfs", "/app:size=1g", "--workdir", "/app", image)
         assert result.returncode == 0, result.stderr.decode()
         started.append(name)
         return name
@@ -198,14 +199,16 @@ def far_read(container: str, rel: str) -> bytes:
 # -- defect 6: a 120k-entry tree, every phase ------------------------------------------------
 @pytest.mark.timeout(900)
 def test_a_120k_entry_tree_in_every_phase(
-    tmpfs_containers: Callable[[], str], tmp_path: Path
+    tmpfs_containers: Callable[[str], str], tmp_path: Path
 ) -> None:
     """Made in a container; the local folder holds the same tree except ``only/`` (2000
-    files), so the initial sync compares ~120k entries each side and downloads 2000; a no-op
-    re-run; the watch phase with container edits arriving. Then the same local tree uploads
-    to a fresh container and is watched. podsync's peak RSS stays bounded in every run."""
+    files), so the initial sync (Python agent) compares ~120k entries each side and
+    downloads 2000; a no-op re-run; the watch phase with container edits arriving. Then the
+    same local tree uploads to a fresh container and is watched. podsync's peak RSS stays
+    bounded in every run. (Not yet with the shell agent at this size: it reconnects once in
+    the watch phase, "listing is garbled", and peaks near 400 MB while uploading.)"""
     dirs, files, extra = 120, 1000, 2000
-    container = tmpfs_containers()
+    container = tmpfs_containers(d.PY_IMAGE)
     make_container_tree(container, dirs, files, extra)
     workdir = tmp_path / "project"
     make_local_tree(workdir, dirs, files)
@@ -248,7 +251,7 @@ def test_a_120k_entry_tree_in_every_phase(
         proc.stop()
 
     # The same tree (and the 2000 downloaded files) uploads to a fresh container.
-    fresh = tmpfs_containers()
+    fresh = tmpfs_containers(d.PY_IMAGE)
     started = time.monotonic()
     proc, rss = runs.start(fresh)
     try:
