@@ -205,8 +205,9 @@ def test_a_120k_entry_tree_in_every_phase(
     files), so the initial sync (Python agent) compares ~120k entries each side and
     downloads 2000; a no-op re-run; the watch phase with container edits arriving. Then the
     same local tree uploads to a fresh container and is watched. podsync's peak RSS stays
-    bounded in every run. (Not yet with the shell agent at this size: it reconnects once in
-    the watch phase, "listing is garbled", and peaks near 400 MB while uploading.)"""
+    bounded in every run. (Not yet with the shell agent at this size: after a 120k upload
+    its watch phase halts, "the container folder looks empty", or reconnects, "listing is
+    garbled".)"""
     dirs, files, extra = 120, 1000, 2000
     container = tmpfs_containers(d.PY_IMAGE)
     make_container_tree(container, dirs, files, extra)
