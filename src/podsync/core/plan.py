@@ -32,7 +32,7 @@ from typing import (
     Union,
 )
 
-from podsync.core.entry import DIR, LINK, Entry, Expect
+from podsync.core.entry import DIR, LINK, Entry, Expect, _new, _set, slotted
 from podsync.core.paths import RelPath, ancestors
 
 
@@ -108,6 +108,7 @@ class Conflict:
     resolved: bool = False
 
 
+@slotted
 @dataclass(frozen=True)
 class Agree:
     """Both sides already hold the same thing at ``path`` (both ``None``: absent on both
@@ -135,6 +136,7 @@ Action = Union[Upload, Download, DeleteRemote, DeleteLocal, SaveConflictCopy, Co
 Write = Union[Upload, Download]
 
 
+@slotted
 @dataclass(frozen=True)
 class AncestorEntry:
     """What each side had at one path when the pair was last settled.
@@ -155,24 +157,26 @@ class AncestorEntry:
 #: The last agreed state of a sync pair.
 Ancestor = Dict[RelPath, AncestorEntry]
 
-_new = object.__new__
-_set = object.__setattr__
-
 
 def ancestor_entry(
     local: Optional[Entry], remote: Optional[Entry], conflict: bool = False
 ) -> AncestorEntry:
-    """``AncestorEntry(local, remote, conflict)`` without the frozen dataclass's per-field
-    ``object.__setattr__`` calls (a 10k-path sync builds one per path)."""
+    """``AncestorEntry(local, remote, conflict)`` without the frozen dataclass's ``__init__``
+    (a 10k-path sync builds one per path)."""
     pair: AncestorEntry = _new(AncestorEntry)
-    _set(pair, "__dict__", {"local": local, "remote": remote, "conflict": conflict})
+    _set(pair, "local", local)
+    _set(pair, "remote", remote)
+    _set(pair, "conflict", conflict)
     return pair
 
 
 def agree(path: RelPath, local: Optional[Entry], remote: Optional[Entry], reason: str) -> Agree:
     """``Agree(path, local, remote, reason)``, built as cheaply as :func:`ancestor_entry`."""
     act: Agree = _new(Agree)
-    _set(act, "__dict__", {"path": path, "local": local, "remote": remote, "reason": reason})
+    _set(act, "path", path)
+    _set(act, "local", local)
+    _set(act, "remote", remote)
+    _set(act, "reason", reason)
     return act
 
 

@@ -54,6 +54,9 @@ MAX_FILES = 64
 MAX_ENTRIES = 1_000_000
 #: A state file larger than this (compressed) is not read.
 MAX_FILE_BYTES = 256 * 1024 * 1024
+#: One side's entries inflate to at most this (a whole tree in one listing, unlike the wire's
+#: pieces: ~100 bytes per record, so MAX_ENTRIES records of long paths fit).
+MAX_LISTING_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -253,7 +256,7 @@ def _listing(body: bytes, compressed: Any) -> Snapshot:
     sizes), and mtimes within what the filesystem can be told."""
     if not isinstance(compressed, bool):
         raise ValueError("listing flag")
-    snapshot = decode_listing(body, compressed)
+    snapshot = decode_listing(body, compressed, MAX_LISTING_BYTES)
     if any(not MIN_MTIME_NS <= e.mtime_ns <= MAX_MTIME_NS for e in snapshot.values()):
         raise ValueError("an mtime out of range")
     return snapshot

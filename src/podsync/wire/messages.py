@@ -144,13 +144,14 @@ def listing_pieces(
 _KINDS = {"f": FILE, "d": DIR, "l": LINK}
 
 
-def decode_listing(body: bytes, compressed: bool) -> Snapshot:
+def decode_listing(body: bytes, compressed: bool, limit: int = LISTING_RAW_MAX_BYTES) -> Snapshot:
     """Parse and validate a listing piece from :func:`encode_listing` (it comes from the other
     side: every path passes the :func:`relpath` rules, every entry the ``Entry.from_wire``
-    rules; a compressed piece may not inflate beyond LISTING_RAW_MAX_BYTES)."""
-    raw = inflate(body, LISTING_RAW_MAX_BYTES, "a listing") if compressed else body
-    if len(raw) > LISTING_RAW_MAX_BYTES:
-        raise ProtocolError(f"malformed listing: more than {LISTING_RAW_MAX_BYTES} bytes")
+    rules; a compressed piece may not inflate beyond ``limit``: LISTING_RAW_MAX_BYTES for a
+    piece off the wire, more for a whole tree saved by this side)."""
+    raw = inflate(body, limit, "a listing") if compressed else body
+    if len(raw) > limit:
+        raise ProtocolError(f"malformed listing: more than {limit} bytes")
     try:
         cols = json.loads(raw.decode("utf-8", "surrogateescape"))
     except (ValueError, RecursionError) as exc:

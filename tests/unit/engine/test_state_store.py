@@ -135,6 +135,22 @@ def test_oversized_file_is_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         store.load()
 
 
+def test_a_150k_entry_tree_round_trips(tmp_path: Path) -> None:
+    """A whole tree is one listing in the file, far above the wire's 1 MiB per piece (issue 8:
+    at ~15k+ entries the state was ignored as "corrupt" at every start, so no resume)."""
+    big = {
+        RelPath(f"node_modules/pkg{i // 100:04d}/lib/file{i % 100:03d}.js"): AncestorEntry(
+            Entry(FILE, i, 10**18 + i), Entry(FILE, i, 10**18 + i + (i % 2))
+        )
+        for i in range(150_000)
+    }
+    store = StateStore(tmp_path, KEY)
+    assert store.save(big, "f", None)
+    saved = store.load()
+    assert saved is not None
+    assert saved.ancestor == big
+
+
 def test_too_many_entries_are_not_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = StateStore(tmp_path, KEY)
     store.save(dict(ANCESTOR), "f", None)

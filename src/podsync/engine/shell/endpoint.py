@@ -45,6 +45,8 @@ from podsync.transport.base import Channel, Transport
 
 #: Upper bound for one listing or change script (a big tree over a slow link).
 EXEC_TIMEOUT = 600.0
+#: Files written per exec (see ShellEndpoint._write).
+WRITE_BATCH_FILES = 10_000
 
 
 class ShellEndpoint:
@@ -218,19 +220,31 @@ class ShellEndpoint:
         return await self._delete(items)
 
     async def _write(self, items: AsyncIterator[FileItem]) -> WriteResult:
+        """One exec per WRITE_BATCH_FILES items (none when there is nothing to send): a
+        batch's move script and answers grow with its paths, so a 120k-file upload in one
+        exec peaked at ~400 MB locally (issue 8)."""
         iterator = items.__aiter__()
-        try:
-            first = await iterator.__anext__()
-        except StopAsyncIteration:
-            return WriteResult({}, [])  # nothing to send: no exec at all
-        return await self._write_batch(first, iterator)
+        result = WriteResult({}, [])
+        while True:
+            try:
+                first = await iterator.__anext__()
+            except StopAsyncIteration:
+                return result
+            part = await self._write_batch(first, iterator)
+            result.written.update(part.written)
+            result.problems.extend(part.problems)
 
     async def _write_batch(self, first: FileItem, rest: AsyncIterator[FileItem]) -> WriteResult:
-        """One tar stream into a fresh staging dir, then the generated move script."""
+        """One tar stream of ``first`` and at most WRITE_BATCH_FILES - 1 more of ``rest`` into
+        a fresh staging dir, then the generated move script."""
 
         async def every() -> AsyncIterator[FileItem]:
             yield first
-            async for item in rest:
+            for _ in range(WRITE_BATCH_FILES - 1):
+                try:
+                    item = await rest.__anext__()
+                except StopAsyncIteration:
+                    return
                 yield item
 
         stage = scripts.STAGE_PREFIX + secrets.token_hex(6)

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from podsync.core.entry import DIR, FILE, LINK, Entry, Kind, Snapshot
+from podsync.core.entry import DIR, FILE, LINK, Entry, Kind, Snapshot, slotted
 from podsync.core.paths import RelPath, ancestors, relpath, symlink_stays_inside
 from podsync.engine.shell.scripts import STAGE_PREFIX
 from podsync.errors import ProtocolError
@@ -30,6 +30,7 @@ Prune = Callable[[RelPath, bool], bool]
 Warn = Callable[[str], None]
 
 
+@slotted
 @dataclass(frozen=True)
 class Record:
     """One listed path as printed (``name`` starts with ``./`` or is ``.``)."""
