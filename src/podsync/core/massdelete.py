@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Mapping, Optional
 
+from podsync.core.ancestor import AncestorEntry
 from podsync.core.entry import FILE, SnapshotView
 from podsync.core.paths import RelPath
-from podsync.core.plan import AncestorEntry
 from podsync.core.policy import ExcludeRules, Policy
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from typing import Dict, Iterable, List, Mapping, Optional, Set, Tuple, Type, Union
 
+from podsync.core.ancestor import AncestorEntry
 from podsync.core.entry import DIR, FILE, Entry, SnapshotView
 from podsync.core.massdelete import (  # re-exported: engine.firstpass imports it from here
     detect_mass_deletion as detect_mass_deletion,
@@ -44,7 +45,6 @@ from podsync.core.paths import ROOT, RelPath, ancestors, is_within, parent
 from podsync.core.plan import (
     Action,
     Agree,
-    AncestorEntry,
     Conflict,
     DeleteLocal,
     DeleteRemote,

@@ -6,11 +6,11 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from podsync.core.ancestor import Ancestor, AncestorEntry
 from podsync.core.entry import DIR, FILE, LINK, Entry
 from podsync.core.excludes import Rules
 from podsync.core.massdelete import MASS_MIN, detect_mass_deletion
 from podsync.core.paths import RelPath
-from podsync.core.plan import Ancestor, AncestorEntry
 from podsync.core.policy import Policy
 
 F = Entry(FILE, 1, 1)

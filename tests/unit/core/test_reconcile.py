@@ -11,13 +11,13 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
+from podsync.core.ancestor import AncestorEntry
 from podsync.core.entry import DIR, FILE, Entry
 from podsync.core.excludes import Rules
 from podsync.core.massdelete import MASS_MIN, detect_mass_deletion
 from podsync.core.paths import RelPath
 from podsync.core.plan import (
     Agree,
-    AncestorEntry,
     Conflict,
     DeleteLocal,
     DeleteRemote,
