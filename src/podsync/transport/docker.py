@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from podsync.errors import TransportError
-from podsync.transport.process import WrappedExecTransport, last_line, run_process
+from podsync.transport.process import run_process
+from podsync.transport.wrapped import WrappedExecTransport, last_line
 
 #: Measured here: a local ``docker exec -i C cat`` pipe moves ~450 MB/s, faster than zlib.
 DOCKER_PIPE_BYTES_PER_SECOND = 450e6

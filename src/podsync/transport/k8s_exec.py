@@ -38,7 +38,7 @@ from podsync.errors import TransportError
 from podsync.transport.base import RunResult, StderrSink
 from podsync.transport.k8s_rest import proxy_for
 from podsync.transport.kubeconfig import ApiAccess
-from podsync.transport.process import WrappedExecTransport, last_line
+from podsync.transport.wrapped import WrappedExecTransport, last_line
 
 SUBPROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 V5 = "v5.channel.k8s.io"

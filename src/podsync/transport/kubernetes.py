@@ -36,14 +36,8 @@ from podsync.transport.k8s_exec import (
     read_workdir,
 )
 from podsync.transport.kubeconfig import ApiAccess
-from podsync.transport.process import (
-    KILL_SCRIPT,
-    START_TIMEOUT_SECONDS,
-    ProcessChannel,
-    last_line,
-    split_pid,
-    wrap,
-)
+from podsync.transport.process import ProcessChannel
+from podsync.transport.wrapped import KILL_SCRIPT, START_TIMEOUT_SECONDS, last_line, split_pid, wrap
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from podsync.errors import TransportError, UsageError
-from podsync.transport.process import WrappedExecTransport, last_line
+from podsync.transport.wrapped import WrappedExecTransport, last_line
 
 #: ssh's own failures (cannot connect, authentication refused) exit with this code.
 SSH_FAILURE_EXIT = 255
