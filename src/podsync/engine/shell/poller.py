@@ -118,6 +118,11 @@ class Poller:
             self._task = None
 
 
+#: How the loop ends a full listing whose walk failed (a newline first: it may have stopped
+#: inside a record). A name holding it can only make a listing be dropped, never read.
+_CUT = b"\n=CUT\n"
+
+
 class _Parser:
     """The loop's output, incrementally: markers on their own lines, records in between."""
 
@@ -136,6 +141,12 @@ class _Parser:
         buf += data
         while True:
             if self._kind:
+                cut = buf.find(_CUT)
+                if cut >= 0:  # the walk failed, maybe inside a record: drop it all
+                    del buf[: cut + 1]
+                    self._line(_CUT[1:-1])
+                    del buf[: len(_CUT) - 1]
+                    continue
                 found, pos, marker = parse_records(buf, 0, links=False, final=False)
                 self._into += found
                 del buf[:pos]

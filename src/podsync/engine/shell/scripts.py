@@ -162,7 +162,8 @@ def poll_script(root: str, interval: float, prune: Sequence[str]) -> str:
     ``find`` walk that prints nothing for an unchanged tree, answered ``=T`` when its output
     is as last time and ``=PART`` sections ``=END`` when not. A walk that failed (``find``
     exit status above 1: killed, out of memory, no fork) says ``=CUT`` instead of ``=END``
-    or ``=T``, and the next turn lists the whole tree again.
+    or ``=T`` (after a full listing: ``\\n=CUT``, the walk may have stopped inside a record),
+    and the next turn lists the whole tree again.
 
     A folder's entries changed since the previous turn when its mtime is at least that
     turn's start second: ``-newer`` a marker file dated one second before (find compares
@@ -205,7 +206,7 @@ while kill -0 $w 2>/dev/null; do
   now=$(date +%s)
   if [ -z "$last" ] || [ $((now - last)) -ge {gap} ] || [ $k -ge {every} ]; then
     echo =BEGIN; find . {full} 2>/dev/null; s=$?; prev=/; k=0
-    if [ $s -le 1 ]; then echo =END; else echo =CUT; k={every}; fi
+    if [ $s -le 1 ]; then echo =END; else echo; echo =CUT; k={every}; fi
   else
     [ -z "$M" ] || touch -d "@$((last - 1))" "$M" 2>/dev/null || {{ rm -f "$M"; M=; }}
     cur=$(find . {walk} 2>/dev/null); s=$?; k=$((k + 1))
