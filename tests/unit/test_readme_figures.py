@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from podsync.core.reconcile import MASS_MIN
+from podsync.core.massdelete import MASS_MIN
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

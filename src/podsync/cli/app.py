@@ -1,11 +1,12 @@
 """The ``podsync`` command line: the only code that prints or exits.
 
-Owns: commands and flags (``sync``, ``dev``, ``add sync``, ``list sync``, ``status sync``,
-``conflicts``, ``--version``, completion), their help (plain, so no flag name is ever cut at
-any width; examples in each command's epilog), and turning every error into one line on
-stderr with its exit code. May import: everything, but lazily: a module is imported by the
-command that needs it, so ``podsync --help`` or ``podsync sync --docker`` never load the
-Kubernetes client, the YAML/pydantic config stack or the interactive picker
+Owns: the ``podsync`` app and its commands ``sync`` and ``dev`` with their flags, the command
+groups mounted on it (``add``, ``list``, ``status`` from ``cli.project``; ``conflicts``),
+``--version``, completion, the help (plain, so no flag name is ever cut at any width;
+examples in each command's epilog), and turning every error into one line on stderr with its
+exit code. May import: everything, but lazily: a module is imported by the command that
+needs it, so ``podsync --help`` or ``podsync sync --docker`` never load the Kubernetes
+client, the YAML/pydantic config stack or the interactive picker
 (tests/unit/cli/test_imports.py holds that true).
 """
 
@@ -22,7 +23,8 @@ import typer
 from podsync import __version__
 from podsync import config as cfgmod
 from podsync.cli import conflicts as conflicts_cli
-from podsync.cli.common import COMMON, ConfigOpt, examples
+from podsync.cli.common import COMMON, DEFAULT_CONFIG, ConfigOpt, examples
+from podsync.cli.project import add_app, list_app, status_app
 from podsync.errors import EXIT_USAGE, ConfigError, PodsyncError
 from podsync.limits import STATE_DIR
 
@@ -38,7 +40,6 @@ try:
     _cx: Any = importlib.import_module("typer._click.exceptions")
 except ImportError:  # pragma: no cover - typer without a vendored click
     _cx = importlib.import_module("click.exceptions")
-DEFAULT_CONFIG = Path("devspace.yaml")
 
 app = typer.Typer(
     name="podsync",
@@ -50,27 +51,6 @@ app = typer.Typer(
         "podsync status sync",
         "podsync conflicts",
     ),
-    **COMMON,
-)
-add_app = typer.Typer(
-    help="Add configuration to devspace.yaml.",
-    epilog=examples(
-        "podsync add sync --local=src --container=/app/src",
-        "podsync add sync --local=. --container=/srv -e logs/",
-    ),
-    no_args_is_help=True,
-    **COMMON,
-)
-list_app = typer.Typer(
-    help="List configuration from devspace.yaml.",
-    epilog=examples("podsync list sync", "podsync list sync --config app/devspace.yaml"),
-    no_args_is_help=True,
-    **COMMON,
-)
-status_app = typer.Typer(
-    help="Show what running syncs are doing.",
-    epilog=examples("podsync status sync", "podsync status sync --json"),
-    no_args_is_help=True,
     **COMMON,
 )
 app.add_typer(add_app, name="add")
@@ -329,73 +309,6 @@ def dev_command(
         ),
         dev=True,
     )
-
-
-@add_app.command(
-    "sync",
-    short_help="Add a dev.sync entry to devspace.yaml.",
-    epilog=examples(
-        "podsync add sync --local=src --container=/app/src",
-        "podsync add sync --local=. --container=/srv -e logs/",
-    ),
-)
-def add_sync_command(
-    local: Annotated[
-        str, typer.Option("--local", metavar="PATH", help="Local folder (from devspace.yaml).")
-    ],
-    container: Annotated[
-        str, typer.Option("--container", metavar="PATH", help="Absolute container path.")
-    ],
-    exclude: Annotated[
-        list[str] | None,
-        typer.Option("--exclude", "-e", metavar="PATTERN", help="Exclude (repeatable, or a,b,c)."),
-    ] = None,
-    label_selector: Annotated[
-        str | None,
-        typer.Option(
-            "--label-selector", metavar="K=V[,K=V]", help="Pods by labels (default: only image)."
-        ),
-    ] = None,
-    config: ConfigOpt = None,
-) -> None:
-    """Add a sync path mapping to dev.sync in devspace.yaml (comments and layout are kept)."""
-    from podsync.cli import flags as cliflags
-
-    path = config or DEFAULT_CONFIG
-    selector = cliflags.parse_label_selector(label_selector) if label_selector else None
-    patterns = list(cliflags.split_patterns(exclude, "--exclude"))
-    cfgmod.add_sync(path, local, container, patterns, selector)
-    typer.echo(f"Added a sync from {local} to {container} under dev.sync in {path}.")
-
-
-@list_app.command(
-    "sync",
-    short_help="Show the dev.sync entries of devspace.yaml.",
-    epilog=examples("podsync list sync", "podsync list sync --config path/to/devspace.yaml"),
-)
-def list_sync_command(config: ConfigOpt = None) -> None:
-    """Show the dev.sync entries of devspace.yaml."""
-    from rich.console import Console
-
-    from podsync.cli import views
-
-    views.list_sync(cfgmod.load_config(config or DEFAULT_CONFIG), Console())
-
-
-@status_app.command(
-    "sync",
-    short_help="Show the state of the syncs running in this project.",
-    epilog=examples(
-        "podsync status sync", "podsync status sync --json", "podsync status sync --config app/"
-    ),
-)
-def status_sync_command(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    config: ConfigOpt = None,
-) -> None:
-    """Show the state of the syncs running in this project (the Conflicts column counts the
-    unresolved ones: see `podsync conflicts`)."""
-    conflicts_cli.show_status(config, as_json)
 
 
 def _usage_line(exc: Any) -> str:

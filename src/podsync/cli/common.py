@@ -2,8 +2,8 @@
 
 Owns: :data:`COMMON` (plain click help: flag names are never cut at any terminal width, and
 switches show no ``<bool>`` metavar, unlike typer's rich panels), :func:`examples`,
-:data:`ConfigOpt` and :func:`state_dir`. May import: typer, the standard library,
-``podsync.limits`` (imported by every podsync command line: keep it light).
+:data:`ConfigOpt`, :data:`DEFAULT_CONFIG` and :func:`state_dir`. May import: typer, the
+standard library, ``podsync.limits`` (imported by every podsync command line: keep it light).
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ from typing import Annotated, Any
 import typer
 
 from podsync.limits import STATE_DIR
+
+#: The project file the commands read when no --config is given.
+DEFAULT_CONFIG = Path("devspace.yaml")
 
 #: Keyword arguments for every ``typer.Typer`` of the CLI.
 COMMON: dict[str, Any] = {

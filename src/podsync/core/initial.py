@@ -42,12 +42,12 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import List, Mapping, Optional, Tuple
 
+from podsync.core.ancestor import Ancestor
 from podsync.core.entry import DIR, FILE, Entry, SnapshotView
 from podsync.core.paths import ROOT, RelPath
 from podsync.core.plan import (
     Action,
     Agree,
-    Ancestor,
     Conflict,
     DeleteRemote,
     Download,

@@ -1,9 +1,10 @@
 """What the sync engine is asked to do: actions, a :class:`Plan`, and the last agreed state.
 
 Owns: the action value types both planners (``core.initial``, ``core.reconcile``) return,
-the order a plan is executed in, the :data:`Ancestor` (last agreed state per path) and how a
-successfully executed plan advances it (what may be done at a path: ``core.policy``). May
-import: the standard library, ``core.paths`` and ``core.entry``; no I/O.
+the order a plan is executed in, and how a successfully executed plan advances the
+:data:`Ancestor` (its value types live in ``core.ancestor`` and are re-exported here, where
+the engine imports them; what may be done at a path: ``core.policy``). May import: the
+standard library, ``core.paths``, ``core.entry`` and ``core.ancestor``; no I/O.
 
 Execution contract for the engine: run the actions in plan order; consecutive actions of
 the same type may be batched. ``Plan.of`` orders them in stages: conflict copies first (they
@@ -32,6 +33,10 @@ from typing import (
     Union,
 )
 
+# Re-exported: the engine (executor, firstpass, session, watch) imports these from here.
+from podsync.core.ancestor import Ancestor as Ancestor
+from podsync.core.ancestor import AncestorEntry as AncestorEntry
+from podsync.core.ancestor import ancestor_entry as ancestor_entry
 from podsync.core.entry import DIR, LINK, Entry, Expect, _new, _set, slotted
 from podsync.core.paths import RelPath, ancestors
 
@@ -134,40 +139,6 @@ class Keep:
 
 Action = Union[Upload, Download, DeleteRemote, DeleteLocal, SaveConflictCopy, Conflict, Agree, Keep]
 Write = Union[Upload, Download]
-
-
-@slotted
-@dataclass(frozen=True)
-class AncestorEntry:
-    """What each side had at one path when the pair was last settled.
-
-    Each side keeps its *own* entry, so mtime precision differences between the sides never
-    read as changes: a side changed when its entry differs from its own recorded one.
-    ``None`` means that side had nothing there (only for :class:`Keep` and unresolved
-    :class:`Conflict` records). ``conflict=True`` marks a pair left different on purpose
-    (initial sync: the container's copy was newer); the next local edit of it saves the
-    container's version as a conflict copy before overwriting it.
-    """
-
-    local: Optional[Entry]
-    remote: Optional[Entry]
-    conflict: bool = False
-
-
-#: The last agreed state of a sync pair.
-Ancestor = Dict[RelPath, AncestorEntry]
-
-
-def ancestor_entry(
-    local: Optional[Entry], remote: Optional[Entry], conflict: bool = False
-) -> AncestorEntry:
-    """``AncestorEntry(local, remote, conflict)`` without the frozen dataclass's ``__init__``
-    (a 10k-path sync builds one per path)."""
-    pair: AncestorEntry = _new(AncestorEntry)
-    _set(pair, "local", local)
-    _set(pair, "remote", remote)
-    _set(pair, "conflict", conflict)
-    return pair
 
 
 def agree(path: RelPath, local: Optional[Entry], remote: Optional[Entry], reason: str) -> Agree:

@@ -21,18 +21,11 @@ from __future__ import annotations
 
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Set, Tuple
 
+from podsync.core.ancestor import AncestorEntry
 from podsync.core.entry import Entry, SnapshotView
 from podsync.core.initial import Digests, InitialResult, plan_initial_sync
 from podsync.core.paths import RelPath, ancestors
-from podsync.core.plan import (
-    Action,
-    AncestorEntry,
-    DeleteLocal,
-    DeleteRemote,
-    Download,
-    Plan,
-    Upload,
-)
+from podsync.core.plan import Action, DeleteLocal, DeleteRemote, Download, Plan, Upload
 from podsync.core.policy import ExcludeRules, same
 from podsync.core.reconcile import reconcile
 

@@ -2,9 +2,9 @@
 
 Owns: the Endpoint operations in terms of requests (listings streamed in pieces, requests
 naming many paths cut into batches, puts streamed with their results coming back as items
-commit, gets validated chunk by chunk against what the agent announced), hints and the
-agent's warnings. May import: ``podsync.core``, ``podsync.wire``, ``podsync.transport.base``
-and ``podsync.engine`` (agent_link, agent_requests, endpoint, hintbuffer, throttle).
+commit, file contents through ``agent_files``), hints and the agent's warnings. May import:
+``podsync.core``, ``podsync.wire``, ``podsync.transport.base`` and ``podsync.engine``
+(agent_files, agent_link, agent_requests, endpoint, hintbuffer, throttle).
 
 Memory stays O(chunk) per message whatever the agent sends: a chunk beyond the size an item
 announced, a chunk or listing that would inflate beyond its cap, or anything malformed is a
@@ -13,7 +13,6 @@ ProtocolError at once (the session reconnects), never a growing buffer or file.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -22,13 +21,14 @@ from typing import Any
 from podsync.core.entry import Entry, Problem, Snapshot
 from podsync.core.excludes import Rules
 from podsync.core.paths import RelPath, is_within, minimal_roots
+from podsync.engine.agent_files import AgentSourceFile, send_chunks
 from podsync.engine.agent_link import AgentLink
-from podsync.engine.agent_requests import Request, result_of
+from podsync.engine.agent_requests import result_of
 from podsync.engine.endpoint import DeleteItem, FileItem, WriteResult
 from podsync.engine.hintbuffer import HintBuffer
 from podsync.engine.throttle import Throttle
 from podsync.errors import AgentError, ProtocolError
-from podsync.limits import CHUNK_BYTES, COMPRESS_LEVEL
+from podsync.limits import CHUNK_BYTES
 from podsync.transport.base import Channel
 from podsync.wire import messages as m
 from podsync.wire.frames import Frame
@@ -47,55 +47,6 @@ WARNINGS_KEPT = 10_000
 #: Warnings shown per connection (the agent sends at most ~1000 per scan); beyond, one line
 #: says the rest are not shown, so a flood cannot fill the terminal and the log.
 WARNINGS_SHOWN = 5000
-
-
-class AgentSourceFile:
-    """A file the agent streams; its chunks are checked against the size it announced."""
-
-    def __init__(self, owner: AgentEndpoint, request: Request, path: RelPath, entry: Entry):
-        self.path = path
-        self.entry = entry
-        self._owner = owner
-        self._request = request
-        self.changed = False
-        self.finished = entry.kind != "file"
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        if self.finished:
-            return
-        size = self.entry.size
-        received = 0
-        what = f"the content of {self.path}"
-        while True:
-            frame = await self._request.inbox.get()
-            if frame.type != "chunk":
-                result_of(frame)  # an error answer explains itself
-                raise ProtocolError(f"the agent interrupted {what}")
-            left = size - received
-            data = frame.body
-            if m.flag(frame.header, "z"):
-                data = m.inflate(data, min(left, CHUNK_BYTES), what)
-            if len(data) > left:
-                raise ProtocolError(f"the agent sent more than the {size} bytes of {what}")
-            received += len(data)
-            end = m.flag(frame.header, "end")
-            if not data and not end:
-                # The agent only sends an empty chunk as the last one: endless empty chunks
-                # would look like progress forever.
-                raise ProtocolError(f"the agent sent an empty chunk in the middle of {what}")
-            if end:
-                self.finished = True
-                self.changed = m.flag(frame.header, "changed") or received != size
-            await self._owner.download_throttle.take(len(frame.body))
-            self._owner._link.grant(self._request, len(frame.body))
-            yield data
-            if end:
-                return
-
-    async def skip(self) -> None:
-        """Consume what the consumer left unread of this file."""
-        async for _ in self.chunks():
-            pass
 
 
 class AgentEndpoint:
@@ -339,9 +290,8 @@ class AgentEndpoint:
                 if path not in wanted:
                     raise ProtocolError(f"the agent sent {path!r:.100}, which was not asked for")
                 wanted.discard(path)
-                source = AgentSourceFile(
-                    self, request, path, Entry.from_wire(frame.header.get("entry"))
-                )
+                entry = Entry.from_wire(frame.header.get("entry"))
+                source = AgentSourceFile(self._link, self.download_throttle, request, path, entry)
                 self._link.activity = f"while sending {path}"
                 yield source
         finally:
@@ -402,7 +352,7 @@ class AgentEndpoint:
         await self._link.send(header, flush=False)
         if item.chunks is not None:
             self._link.activity = f"during the upload of {item.path}"
-            await self._send_chunks(item.chunks)
+            await send_chunks(self._link, self.upload_throttle, self._compress, item.chunks)
             self._link.activity = ""
 
     @staticmethod
@@ -423,31 +373,6 @@ class AgentEndpoint:
                 raise ProtocolError(f"the agent reported a problem at {problem.path!r:.100}")
             problems[problem.path] = problem
 
-    async def _send_chunks(self, chunks: AsyncIterator[bytes]) -> None:
-        piece = self.upload_throttle.chunk_size(CHUNK_BYTES)
-        pending: bytes | None = None
-        async for data in chunks:
-            # Under a bandwidth limit, chunks are cut small so pacing stays smooth.
-            for at in range(0, max(len(data), 1), piece):
-                if pending is not None:
-                    await self._send_chunk(pending, end=False)
-                pending = data[at : at + piece]
-        await self._send_chunk(pending or b"", end=True, changed=getattr(chunks, "changed", False))
-
-    async def _send_chunk(self, data: bytes, *, end: bool, changed: bool = False) -> None:
-        header: dict[str, Any] = {"t": "chunk"}
-        if end:
-            header["end"] = True
-        if changed:
-            header["changed"] = True
-        if self._compress and len(data) > 512:
-            packed = await _compress(data)
-            if len(packed) < len(data) * 0.9:
-                header["z"] = True
-                data = packed
-        await self.upload_throttle.take(len(data))
-        await self._link.send(header, data, flush=self.upload_throttle.limited)
-
     async def delete(self, items: Sequence[DeleteItem]) -> WriteResult:
         written: dict[RelPath, Entry | None] = {}
         problems: dict[RelPath, Problem] = {}
@@ -461,16 +386,6 @@ class AgentEndpoint:
 
     async def hints(self) -> list[RelPath]:
         return await self._hints.take()
-
-
-async def _compress(data: bytes) -> bytes:
-    """zlib of one chunk; a large one off the event loop (zlib releases the GIL), so acks and
-    pings keep flowing while it runs."""
-    import zlib
-
-    if len(data) < 64 * 1024:
-        return zlib.compress(data, COMPRESS_LEVEL)
-    return await asyncio.to_thread(zlib.compress, data, COMPRESS_LEVEL)
 
 
 __all__ = ["AgentEndpoint", "AgentError", "AgentSourceFile"]

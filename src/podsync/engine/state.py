@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from podsync.core.ancestor import Ancestor, AncestorEntry, ancestor_entry
 from podsync.core.entry import Snapshot
 from podsync.core.paths import RelPath, relpath
-from podsync.core.plan import Ancestor, AncestorEntry, ancestor_entry
 from podsync.errors import PodsyncError
 from podsync.wire.messages import decode_listing, encode_listing
 

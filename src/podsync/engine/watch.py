@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from podsync.core.entry import Snapshot
 from podsync.core.excludes import Rules
+from podsync.core.massdelete import detect_mass_deletion
 from podsync.core.paths import RelPath, is_within, keep_unknown, minimal_roots
 from podsync.core.plan import Ancestor, DeleteLocal, DeleteRemote, Download, Plan, Upload
-from podsync.core.reconcile import detect_mass_deletion, reconcile
+from podsync.core.reconcile import reconcile
 from podsync.engine.executor import Outcome
 from podsync.engine.report import SyncLog
 from podsync.engine.spec import SyncSpec

@@ -2,7 +2,8 @@
 
 Owns: :class:`Replica`, used by the engine for the local folder and by the agent inside the
 container. May import: the standard library, ``podsync.core``, ``podsync.errors`` and the
-other ``replica`` modules. Ships inside the container agent (Python 3.9, stdlib only).
+other ``replica`` modules (removing what a write replaces or a delete removes is
+``replica.discard``'s). Ships inside the container agent (Python 3.9, stdlib only).
 
 Whatever the other side sends is untrusted. Every operation starts from a freshly opened
 root fd and walks to its target component by component with ``O_NOFOLLOW`` (see
@@ -13,7 +14,6 @@ directory inside it is swapped for a symlink. Per-path trouble is returned as a
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import stat
@@ -31,6 +31,7 @@ from podsync.core.paths import (
 )
 from podsync.errors import SafetyHalt
 from podsync.replica import fsops
+from podsync.replica.discard import discard
 from podsync.replica.scan import (
     Prune,
     Scanner,
@@ -224,43 +225,7 @@ class Replica:
             os.close(root_fd)
 
     def _discard(self, dir_fd: int, name: str, path: RelPath) -> None:
-        st = fsops.lstat_at(dir_fd, name)
-        if st is not None and stat.S_ISDIR(st.st_mode):
-            self._discard_dir(dir_fd, name, path)
-        elif self.trash is not None:
-            self.trash.preserve(dir_fd, name, path, move=True)
-        else:
-            fsops.remove_at(dir_fd, name)
-
-    def _discard_dir(self, dir_fd: int, name: str, path: RelPath) -> bool:
-        """Remove a directory's content except what is excluded (scans never listed it, so
-        the engine cannot have meant it); the directory goes too unless something was kept.
-        Returns True when something was kept."""
-        fd = fsops.open_dir_at(dir_fd, name)
-        kept = False
-        try:
-            with os.scandir(fd) as it:
-                children = list(it)
-            for child in children:
-                child_path = RelPath(f"{path}/{child.name}")
-                is_dir = child.is_dir(follow_symlinks=False)
-                if self.prune(child_path, is_dir):
-                    kept = True
-                elif is_dir:
-                    kept = self._discard_dir(fd, child.name, child_path) or kept
-                elif self.trash is not None and not child.name.startswith(self.temp_prefix):
-                    self.trash.preserve(fd, child.name, child_path, move=True)
-                else:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(child.name, dir_fd=fd)
-        finally:
-            os.close(fd)
-        if not kept:
-            if self.trash is not None:  # now empty: kept in the trash as it stood
-                self.trash.preserve(dir_fd, name, path, move=True)
-            else:
-                os.rmdir(name, dir_fd=dir_fd)
-        return kept
+        discard(dir_fd, name, path, self.prune, self.trash, self.temp_prefix)
 
     def _temp_name(self) -> str:
         return f"{self.temp_prefix}{os.getpid()}-{os.urandom(6).hex()}"

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from podsync.core import excludes
+from podsync.core import patterntables
 from podsync.core.excludes import Matcher, Rules, validate_pattern
 from podsync.errors import ProtocolError
 
@@ -155,7 +155,7 @@ def test_compile_unchecked_drops_never_matching_patterns_like_git() -> None:
 
 
 def test_directory_cache_is_bounded_and_stays_correct(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(excludes, "_DIR_CACHE_LIMIT", 8)
+    monkeypatch.setattr(patterntables, "_DIR_CACHE_LIMIT", 8)
     m = Matcher.compile(["b/", "!a/b/keep"])
     for i in range(50):
         assert m.matches(f"d{i}/x/y/b/f", False) is True

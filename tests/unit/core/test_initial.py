@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from podsync.core.ancestor import AncestorEntry
 from podsync.core.entry import DIR, FILE, LINK, Entry
 from podsync.core.excludes import Rules
 from podsync.core.initial import REMOTE_NEWER, InitialResult, plan_initial_sync
@@ -18,7 +19,6 @@ from podsync.core.paths import RelPath
 from podsync.core.plan import (
     Action,
     Agree,
-    AncestorEntry,
     Conflict,
     DeleteLocal,
     DeleteRemote,

@@ -6,12 +6,12 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from podsync.core.ancestor import Ancestor, AncestorEntry
 from podsync.core.entry import DIR, FILE, LINK, Entry
 from podsync.core.excludes import Rules
+from podsync.core.massdelete import MASS_MIN, detect_mass_deletion
 from podsync.core.paths import RelPath
-from podsync.core.plan import Ancestor, AncestorEntry
 from podsync.core.policy import Policy
-from podsync.core.reconcile import MASS_MIN, detect_mass_deletion
 
 F = Entry(FILE, 1, 1)
 KINDS = [F, Entry(DIR), Entry(LINK, target="x")]

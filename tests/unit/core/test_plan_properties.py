@@ -23,14 +23,13 @@ from dataclasses import dataclass, replace
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from podsync.core.ancestor import Ancestor, AncestorEntry
 from podsync.core.entry import DIR, FILE, LINK, Entry
 from podsync.core.excludes import Rules
 from podsync.core.initial import InitialResult, plan_initial_sync
 from podsync.core.paths import ROOT, RelPath, ancestors, is_within, parent, relpath
 from podsync.core.plan import (
     Action,
-    Ancestor,
-    AncestorEntry,
     DeleteLocal,
     DeleteRemote,
     Download,

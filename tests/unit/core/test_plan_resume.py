@@ -14,11 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.unit.core.test_reconcile import BASE, MINE, THEIRS, short, snap
 
+from podsync.core.ancestor import AncestorEntry
 from podsync.core.entry import DIR, FILE, Entry
 from podsync.core.excludes import Rules
 from podsync.core.initial import REMOTE_NEWER
 from podsync.core.paths import RelPath
-from podsync.core.plan import AncestorEntry, Conflict, Plan, advance_ancestor
+from podsync.core.plan import Conflict, Plan, advance_ancestor
 from podsync.core.reconcile import BOTH_CHANGED
 from podsync.core.resume import plan_resume
 

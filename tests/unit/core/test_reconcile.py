@@ -11,12 +11,13 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
+from podsync.core.ancestor import AncestorEntry
 from podsync.core.entry import DIR, FILE, Entry
 from podsync.core.excludes import Rules
+from podsync.core.massdelete import MASS_MIN, detect_mass_deletion
 from podsync.core.paths import RelPath
 from podsync.core.plan import (
     Agree,
-    AncestorEntry,
     Conflict,
     DeleteLocal,
     DeleteRemote,
@@ -26,13 +27,7 @@ from podsync.core.plan import (
     Upload,
     advance_ancestor,
 )
-from podsync.core.reconcile import (
-    BOTH_CHANGED,
-    MASS_MIN,
-    detect_mass_deletion,
-    digest_candidates,
-    reconcile,
-)
+from podsync.core.reconcile import BOTH_CHANGED, digest_candidates, reconcile
 
 S = 10**9
 BASE = Entry(FILE, 10, 100 * S)  # the agreed version

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from podsync.core.ancestor import AncestorEntry
 from podsync.core.entry import DIR, FILE, LINK, Entry
 from podsync.core.paths import RelPath
-from podsync.core.plan import AncestorEntry
 from podsync.engine import state as st
 from podsync.engine.state import PairKey, StateError, StateStore, local_identity
 

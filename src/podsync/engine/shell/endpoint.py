@@ -292,6 +292,9 @@ class ShellEndpoint:
         except BaseException as exc:
             reader.cancel()
             await _abort(channel)
+            stalled = getattr(self.transport, "failure", None)  # the watchdog's verdict
+            if isinstance(stalled, TransportError):
+                raise stalled from exc
             if isinstance(exc, TransportError) and item is not None:  # say what was sent
                 tail = f": {self.stderr_tail[-1]}" if self.stderr_tail is not said else ""
                 why = "the upload stopped" if tail else "the container stopped (killed?)"

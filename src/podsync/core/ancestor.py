@@ -1,0 +1,49 @@
+"""The last agreed state of a sync pair: what each side had at each path when last settled.
+
+Owns: :class:`AncestorEntry`, :data:`Ancestor` and :func:`ancestor_entry`. How executed
+actions advance it is ``core.plan``'s (:func:`~podsync.core.plan.advance_ancestor`); how it
+is stored is the engine's. May import: the standard library and ``core.paths``,
+``core.entry``; no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+from podsync.core.entry import Entry, _new, _set, slotted
+from podsync.core.paths import RelPath
+
+
+@slotted
+@dataclass(frozen=True)
+class AncestorEntry:
+    """What each side had at one path when the pair was last settled.
+
+    Each side keeps its *own* entry, so mtime precision differences between the sides never
+    read as changes: a side changed when its entry differs from its own recorded one.
+    ``None`` means that side had nothing there (only for the ``Keep`` and unresolved
+    ``Conflict`` records of ``core.plan``). ``conflict=True`` marks a pair left different on
+    purpose (initial sync: the container's copy was newer); the next local edit of it saves
+    the container's version as a conflict copy before overwriting it.
+    """
+
+    local: Optional[Entry]
+    remote: Optional[Entry]
+    conflict: bool = False
+
+
+#: The last agreed state of a sync pair.
+Ancestor = Dict[RelPath, AncestorEntry]
+
+
+def ancestor_entry(
+    local: Optional[Entry], remote: Optional[Entry], conflict: bool = False
+) -> AncestorEntry:
+    """``AncestorEntry(local, remote, conflict)`` without the frozen dataclass's ``__init__``
+    (a 10k-path sync builds one per path)."""
+    pair: AncestorEntry = _new(AncestorEntry)
+    _set(pair, "local", local)
+    _set(pair, "remote", remote)
+    _set(pair, "conflict", conflict)
+    return pair
