@@ -165,3 +165,33 @@ def test_the_poll_parser_reads_full_and_partial_listings_in_any_chunks() -> None
         ]
     with pytest.raises(AgentError):
         _Parser(poller).feed(b"=UP\n=WHAT\n")
+
+
+def test_a_failed_poll_walk_is_dropped_whatever_it_sent_before() -> None:
+    """``=CUT`` (find killed or out of resources): a full listing stopped inside a record or
+    between two, and a failed walk outside any listing, give no listing, no tick and no
+    error; the next listing is read as usual."""
+    got: list[tuple[str, list[bytes]]] = []
+    poller = Poller(
+        None,  # type: ignore[arg-type]  # never started: only its parser is fed
+        "/app",
+        [],
+        0.5,
+        lambda full: got.append(("full", [r.name for r in full])),
+        lambda d, c, k: got.append(("part", [r.name for r in d + c + k])),
+        lambda: got.append(("tick", [])),
+        lambda exc: None,
+    )
+    stream = (
+        b"=UP\n=BEGIN\n41ed 0 1 ./a//\n81a4 1 1 ./a/f//\n81a4 0 17\n=CUT\n"
+        b"=BEGIN\n41ed 0 1 ./a//\n\n=CUT\n=CUT\n"
+        b"=BEGIN\n41ed 0 1 ./a//\n=END\n=T\n"
+    )
+    for size in (1, 5, len(stream)):
+        got.clear()
+        poller.cuts = 0
+        parser = _Parser(poller)
+        for i in range(0, len(stream), size):
+            parser.feed(stream[i : i + size])
+        assert got == [("full", [b"./a"]), ("tick", [])]
+        assert poller.cuts == 3

@@ -32,7 +32,13 @@ from podsync.engine.endpoint import DeleteItem, FileItem, WriteResult
 from podsync.engine.hintbuffer import HintBuffer
 from podsync.engine.shell import changes, scripts
 from podsync.engine.shell.baseline import Baseline, below, minimal, signatures
-from podsync.engine.shell.listing import Record, parse_records, record_path, to_snapshot
+from podsync.engine.shell.listing import (
+    Record,
+    listing_complete,
+    parse_records,
+    record_path,
+    to_snapshot,
+)
 from podsync.engine.shell.poller import Poller
 from podsync.engine.shell.probe import ShellCapabilities, probe
 from podsync.engine.shell.reading import ShellSourceFile, digest_script, parse_digests, read_files
@@ -41,7 +47,7 @@ from podsync.engine.throttle import Throttle
 from podsync.errors import AgentError, PodsyncError, ProtocolError, SafetyHalt, TransportError
 from podsync.limits import POLL_INTERVAL_SECONDS, STATE_DIR
 from podsync.replica.writer import file_mode
-from podsync.transport.base import Channel, Transport
+from podsync.transport.base import Channel, RunResult, Transport
 
 #: Upper bound for one listing or change script (a big tree over a slow link).
 EXEC_TIMEOUT = 600.0
@@ -116,7 +122,9 @@ class ShellEndpoint:
         self.stderr_tail = [*self.stderr_tail[-19:], line]
 
     async def _run(self, argv: Sequence[str], stdin: bytes = b"") -> bytes:
-        result = await self.transport.run(argv, stdin=stdin, timeout=EXEC_TIMEOUT)
+        return self._checked(await self.transport.run(argv, stdin=stdin, timeout=EXEC_TIMEOUT))
+
+    def _checked(self, result: RunResult) -> bytes:
         out = result.stdout
         if out.startswith(b"=NOROOT"):
             raise SafetyHalt(
@@ -134,10 +142,13 @@ class ShellEndpoint:
     # -- observe ------------------------------------------------------------------------
     async def listing(self, under: Sequence[RelPath] = ()) -> list[Record]:
         """The raw records of one container-side listing (pruned by find, not filtered)."""
-        out = await self._run(scripts.scan_argv(self.root, list(under), self._prune_tests))
+        argv = scripts.scan_argv(self.root, list(under), self._prune_tests)
+        result = await self.transport.run(argv, timeout=EXEC_TIMEOUT)
+        out = self._checked(result)
         if not out.startswith(b"=OK\n"):
             raise ProtocolError(f"the container's shell answered {out[:40]!r} to a listing")
-        records = parse_records(out, 4, links=True, final=True)[0]
+        records, pos, _ = parse_records(out, 4, links=True, final=True)
+        listing_complete(out[pos:], result.stderr)
         self._remember(records)
         return records
 

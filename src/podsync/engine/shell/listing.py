@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from podsync.core.entry import DIR, FILE, LINK, Entry, Kind, Snapshot, slotted
 from podsync.core.paths import RelPath, ancestors, relpath, symlink_stays_inside
-from podsync.engine.shell.scripts import STAGE_PREFIX
+from podsync.engine.shell.scripts import FIND_OK_STATUS, STAGE_PREFIX
 from podsync.errors import ProtocolError
 
 S_IFMT = 0o170000
@@ -94,6 +94,42 @@ def parse_records(
     if final and pos < n:
         raise ProtocolError("the container's listing ends inside a record")
     return out, pos, False
+
+
+_DONE = re.compile(rb"=DONE ([0-9]{1,3})\n\Z")
+#: What ``find`` or ``stat`` print when the walk itself failed (no fork, out of memory, a
+#: command line too long), as opposed to a path that vanished or cannot be read: the listing
+#: then lacks paths that exist.
+_FATAL = re.compile(
+    rb"can't fork|cannot fork|out of memory|cannot allocate|argument list too long"
+    rb"|resource temporarily unavailable|killed|can't execute|not found",
+    re.I,
+)
+
+#: Endings of messages about one path (it vanished or cannot be read), never fatal.
+_BENIGN = (b"No such file or directory", b"Permission denied", b"Not a directory")
+
+
+def listing_complete(tail: bytes, stderr: bytes) -> None:
+    """Check the end of a scan (``scripts.SCAN``): after the records, ``=DONE STATUS`` with a
+    status of a complete walk, and nothing on stderr saying the walk failed. A cut, failed or
+    empty-because-broken listing raises :class:`ProtocolError`: what it lacks is unknown,
+    never deleted (the session reconnects and lists again)."""
+    done = _DONE.match(tail)
+    if done is None:
+        raise ProtocolError(
+            "the container's listing was cut short"
+            + (f" near {tail[:40]!r}" if tail else " (no end marker)")
+        )
+    fatal = [
+        line
+        for line in stderr.splitlines()
+        if not line.rstrip().endswith(_BENIGN) and _FATAL.search(line)
+    ]
+    if int(done[1]) > FIND_OK_STATUS or fatal:
+        status = "find exit status " + done[1].decode()
+        why = fatal[-1].decode("utf-8", "replace")[:160] if fatal else status
+        raise ProtocolError(f"the container's listing failed: {why}")
 
 
 def record_path(record: Record) -> tuple[RelPath | None, str]:

@@ -13,7 +13,9 @@ gives the records of the changed paths (``=C``) and one ``find -maxdepth 1`` tho
 children of the changed folders (``=K``: a child missing there was deleted or renamed away),
 sent as ``=PART`` only when they differ from the previous turn's. The first turn, a turn more
 than 30 s after the previous one (the ``-cmin`` window must not be outrun) and every 600th
-turn send the full listing (``=BEGIN``) instead. No file content is ever read.
+turn send the full listing (``=BEGIN``) instead. No file content is ever read. A walk that
+failed (``find`` killed or out of resources) ends in ``=CUT``: its records are dropped, never
+read as deletions, and the next turn lists the whole tree.
 
 Cost: a path stays in the ``-cmin`` window for a minute after it changed, so the minute after
 a mass change (the initial sync of 10k files) re-lists those paths each turn; after that the
@@ -80,6 +82,7 @@ class Poller:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.ticks = 0
+        self.cuts = 0  # walks the loop reported as failed (=CUT)
 
     async def start(self) -> None:
         self._channel = await self._transport.spawn(self._argv, self._stderr)
@@ -115,6 +118,11 @@ class Poller:
             self._task = None
 
 
+#: How the loop ends a full listing whose walk failed (a newline first: it may have stopped
+#: inside a record). A name holding it can only make a listing be dropped, never read.
+_CUT = b"\n=CUT\n"
+
+
 class _Parser:
     """The loop's output, incrementally: markers on their own lines, records in between."""
 
@@ -133,6 +141,12 @@ class _Parser:
         buf += data
         while True:
             if self._kind:
+                cut = buf.find(_CUT)
+                if cut >= 0:  # the walk failed, maybe inside a record: drop it all
+                    del buf[: cut + 1]
+                    self._line(_CUT[1:-1])
+                    del buf[: len(_CUT) - 1]
+                    continue
                 found, pos, marker = parse_records(buf, 0, links=False, final=False)
                 self._into += found
                 del buf[:pos]
@@ -151,6 +165,12 @@ class _Parser:
         poller = self._poller
         if self._kind == b"=PART" and line in (b"=D", b"=C", b"=K"):
             self._into = {b"=D": self._covered, b"=C": self._changed}.get(line, self._kids)
+        elif line == b"=CUT":
+            # The walk failed (find killed, out of memory): what arrived is not the tree.
+            # Unknown, not deletions: dropped, and the loop lists the whole tree next turn.
+            poller.cuts += 1
+            self._kind = b""
+            self._full, self._covered, self._changed, self._kids = [], [], [], []
         elif self._kind and line == b"=END":
             if self._kind == b"=BEGIN":
                 poller._on_listing(self._full)

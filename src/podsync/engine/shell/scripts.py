@@ -160,7 +160,10 @@ def poll_script(root: str, interval: float, prune: Sequence[str]) -> str:
     """The poll loop (run as ``sh -c SCRIPT``): a full listing (``=BEGIN`` records ``=END``)
     on the first turn, after a gap and every :data:`POLL_FULL_EVERY` turns; otherwise one
     ``find`` walk that prints nothing for an unchanged tree, answered ``=T`` when its output
-    is as last time and ``=PART`` sections ``=END`` when not.
+    is as last time and ``=PART`` sections ``=END`` when not. A walk that failed (``find``
+    exit status above 1: killed, out of memory, no fork) says ``=CUT`` instead of ``=END``
+    or ``=T`` (after a full listing: ``\\n=CUT``, the walk may have stopped inside a record),
+    and the next turn lists the whole tree again.
 
     A folder's entries changed since the previous turn when its mtime is at least that
     turn's start second: ``-newer`` a marker file dated one second before (find compares
@@ -202,11 +205,13 @@ while kill -0 $w 2>/dev/null; do
   cd -- {root} 2>/dev/null || {{ echo =NOROOT; kill $w; wait; rm -f $M; exit 0; }}
   now=$(date +%s)
   if [ -z "$last" ] || [ $((now - last)) -ge {gap} ] || [ $k -ge {every} ]; then
-    echo =BEGIN; find . {full} 2>/dev/null; echo =END; prev=/; k=0
+    echo =BEGIN; find . {full} 2>/dev/null; s=$?; prev=/; k=0
+    if [ $s -le 1 ]; then echo =END; else echo; echo =CUT; k={every}; fi
   else
     [ -z "$M" ] || touch -d "@$((last - 1))" "$M" 2>/dev/null || {{ rm -f "$M"; M=; }}
-    cur=$(find . {walk} 2>/dev/null); k=$((k + 1))
-    if [ "$cur" != "$prev" ]; then
+    cur=$(find . {walk} 2>/dev/null); s=$?; k=$((k + 1))
+    if [ $s -gt 1 ]; then echo =CUT; prev=/; k={every}
+    elif [ "$cur" != "$prev" ]; then
       echo =PART; [ -n "$cur" ] && printf '%s\n' "$cur"; echo =END; prev=$cur
     else echo =T; fi
   fi
@@ -222,8 +227,16 @@ def cd_root(root: str) -> str:
     return f"cd -- {q(root)} 2>/dev/null || {{ echo =NOROOT; exit 0; }}\n"
 
 
-#: ``sh -c SCAN sh ROOT FIND-ARGS...``: "=OK" then records, or "=NOROOT".
-SCAN = 'cd -- "$1" 2>/dev/null || { echo =NOROOT; exit 0; }; shift; echo =OK; find "$@"'
+#: ``sh -c SCAN sh ROOT FIND-ARGS...``: "=OK", records and ``=DONE STATUS`` (find's exit
+#: status), or "=NOROOT". A listing without its ``=DONE`` line was cut short.
+SCAN = (
+    'cd -- "$1" 2>/dev/null || { echo =NOROOT; exit 0; }; shift; echo =OK; find "$@";'
+    ' echo "=DONE $?"'
+)
+
+#: Highest ``find`` exit status of a complete walk: 1 also means "a path vanished while it
+#: was listed" (busybox and GNU), which a live tree does; more is a failure.
+FIND_OK_STATUS = 1
 
 
 def scan_argv(root: str, starts: Sequence[str], prune: Sequence[str]) -> list[str]:
