@@ -356,7 +356,9 @@ def test_stop_signal_in_every_state_exits_fast_and_clean(
 ) -> None:
     slow = state in ("upload", "download")
     old = os.urandom(64 * KIB)
-    new = os.urandom(8 * MIB if slow else 2 * MIB)
+    # Unthrottled transfers must last long enough to be caught under way (8 MiB took 2 s
+    # into a CPU-capped busybox container: missed once under load).
+    new = os.urandom(24 * MIB if slow else 2 * MIB)
     direction = "down" if state.endswith("down") or state == "download" else "up"
     limited = state.startswith("throttled") or state in ("paused", "reconnecting")
     extra = limit_flags(direction, 256) if limited else []
