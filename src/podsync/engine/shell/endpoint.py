@@ -44,7 +44,14 @@ from podsync.engine.shell.probe import ShellCapabilities, probe
 from podsync.engine.shell.reading import ShellSourceFile, digest_script, parse_digests, read_files
 from podsync.engine.shell.tarstream import Receive, Send, TarWriter
 from podsync.engine.throttle import Throttle
-from podsync.errors import AgentError, PodsyncError, ProtocolError, SafetyHalt, TransportError
+from podsync.errors import (
+    AgentError,
+    PeerStalled,
+    PodsyncError,
+    ProtocolError,
+    SafetyHalt,
+    TransportError,
+)
 from podsync.limits import POLL_INTERVAL_SECONDS, STATE_DIR
 from podsync.replica.writer import file_mode
 from podsync.transport.base import Channel, RunResult, Transport
@@ -292,10 +299,9 @@ class ShellEndpoint:
         except BaseException as exc:
             reader.cancel()
             await _abort(channel)
-            stalled = getattr(self.transport, "failure", None)  # the watchdog's verdict
-            if isinstance(stalled, TransportError):
-                raise stalled from exc
-            if isinstance(exc, TransportError) and item is not None:  # say what was sent
+            # Say what was being sent, unless the watchdog already said what happened.
+            stalled = isinstance(exc, PeerStalled)
+            if isinstance(exc, TransportError) and not stalled and item is not None:
                 tail = f": {self.stderr_tail[-1]}" if self.stderr_tail is not said else ""
                 why = "the upload stopped" if tail else "the container stopped (killed?)"
                 raise TransportError(f"{why} during the upload of {item.path}{tail}") from exc

@@ -50,9 +50,6 @@ class ShellSourceFile:
                 await throttle.take(len(data))
                 yield data
         except StreamEnded as exc:  # name what was being read, not the stream
-            stalled = getattr(self._owner.transport, "failure", None)  # the watchdog's verdict
-            if isinstance(stalled, TransportError):
-                raise stalled from exc
             tail = self._owner.stderr_tail
             if tail is not said:
                 raise TransportError(f"the download of {self.path} stopped: {tail[-1]}") from exc
