@@ -29,7 +29,9 @@ from podsync.transport.local import LocalTransport
 @pytest.mark.docker
 def test_probe_of_the_busybox_image_finds_everything(box: Box) -> None:
     caps = run(probe(DockerTransport(box.name)))
-    assert caps == ShellCapabilities(sha256sum=True, fractional_sleep=True, exact_reads=True)
+    assert caps == ShellCapabilities(
+        sha256sum=True, fractional_sleep=True, exact_reads=True, mtime_digits=9
+    )
 
 
 @pytest.mark.docker

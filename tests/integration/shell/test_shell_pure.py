@@ -195,3 +195,24 @@ def test_a_failed_poll_walk_is_dropped_whatever_it_sent_before() -> None:
             parser.feed(stream[i : i + size])
         assert got == [("full", [b"./a"]), ("tick", [])]
         assert poller.cuts == 3
+
+
+def test_listing_records_carry_the_fraction_of_stat_y() -> None:
+    raw = (
+        b"81a4 3 1700000000 2023-11-14 22:13:20.123456789 +0000 ./a b//\n"
+        b"81a4 3 1700000000 2023-11-14 22:13:20.5 +0000 ./six//\n"  # fewer digits: scaled
+        b"81a4 3 1700000000 2023-11-14 22:13:20 +0000 ./none//\n"
+        b"81a4 3 -2 1969-12-31 23:59:58.250000000 +0000 ./old//\n"  # %Y floors
+        b"41ed 0 7 .//\n"  # without %y: whole seconds
+    )
+    records, _, _ = parse_records(raw, links=True, final=True)
+    assert [(r.name, r.mtime_ns) for r in records] == [
+        (b"./a b", 1_700_000_000_123_456_789),
+        (b"./six", 1_700_000_000_500_000_000),
+        (b"./none", 1_700_000_000_000_000_000),
+        (b"./old", -1_750_000_000),
+        (b".", 7_000_000_000),
+    ]
+    for cut in range(1, len(raw) - 1):  # a record cut anywhere waits for the rest
+        got, pos, _ = parse_records(raw[:cut], links=True, final=False)
+        assert raw[:pos] == b"".join(raw.splitlines(keepends=True)[: len(got)])

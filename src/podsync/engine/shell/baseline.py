@@ -60,7 +60,7 @@ def dir_times(records: Iterable[Record]) -> dict[RelPath, tuple[int, int]]:
         if record.kind == DIR:
             path, _ = record_path(record)
             if path is not None:
-                out[path] = (record.mode, record.mtime)
+                out[path] = (record.mode, record.mtime_ns)
     return out
 
 

@@ -24,17 +24,22 @@ from podsync.errors import ProtocolError
 
 #: Shell helpers every change script starts with. Positional parameters inside functions are
 #: local in POSIX sh, so ``set --`` there does not disturb the caller.
-#:   st P        -> T (f d l o n), SZ, MT, X (owner exec bit 0/1), P (permission bits)
+#:   st P        -> T (f d l o n), SZ, MT (seconds, then "." and the fraction %y prints, if
+#:                  any), X (owner exec bit 0/1), P (permission bits)
 #:   chk P E...  -> 0 when P matches the expectation: a | n | f SIZE MTIME X | d | l TARGET
 #:   par D...    -> 0 when each D is a real directory or absent (never a symlink)
 #:   clr P       -> removes P when it is a symlink or a directory (mv would go into them)
-#:   fck S M X P -> 0 when $o (records of one ``stat -c '%s %Y %f %n//'`` over a folder's
-#:                  files, framed by newlines) holds P as a regular file of size S, mtime M,
-#:                  owner exec bit X: ``%f`` of a regular file is 8xyz, the exec bit is the
-#:                  4 of y, and a record cannot span two ("//" ends each, names have no "/")
+#:   fck S M F X P -> 0 when $o (records of one ``stat -c '%s %Y %y %f %n//'`` over a
+#:                  folder's files, framed by newlines) holds P as a regular file of size S,
+#:                  mtime M seconds and fraction F (".digits" or empty), owner exec bit X:
+#:                  ``%y`` is a 10-character date, a time and a 5-character zone (TZ is set
+#:                  to UTC), ``%f`` of a regular file is 8xyz, the exec bit is the 4 of y, and
+#:                  every wildcard stands for one character, so a match cannot span records
 PRELUDE = r"""
-st() { T=n; set -- $(stat -c '%f %s %Y' -- "$1" 2>/dev/null); [ $# -eq 3 ] || return 0
+export TZ=UTC0
+st() { T=n; set -- $(stat -c '%f %s %Y %y' -- "$1" 2>/dev/null); [ $# -eq 6 ] || return 0
   m=$((0x$1)); SZ=$2; MT=$3; X=$(( (m & 64) != 0 )); P=$((m & 511))
+  case $5 in *.*) MT=$3.${5#*.};; esac
   case $((m & 61440)) in 32768) T=f;; 16384) T=d;; 40960) T=l;; *) T=o;; esac; }
 chk() { case $2 in a) return 0;; esac
   if [ ! -e "$1" ] && [ ! -L "$1" ]; then [ "$2" = n ]; return; fi
@@ -47,30 +52,37 @@ chk() { case $2 in a) return 0;; esac
 par() { for d do [ -L "$d" ] && return 1; [ -e "$d" ] && [ ! -d "$d" ] && return 1
   done; return 0; }
 clr() { if [ -L "$1" ]; then rm -f -- "$1"; elif [ -d "$1" ]; then rm -rf -- "$1"; fi; }
-fck() { case $3 in 1) x='[4567cdef]';; *) x='[012389ab]';; esac
+fck() { case $4 in 1) x='[4567cdef]';; *) x='[012389ab]';; esac
   case $o in *"
-$1 $2 8"[0-9a-f]$x[0-9a-f]" $4//
+$1 $2 "??????????" "??:??:??"$3 "?????" 8"[0-9a-f]$x[0-9a-f]" $5//
 "*) return 0;; esac; return 1; }
 """
 
 NL = "\n"
 
 
-def expect_words(expect: Expect) -> str:
-    """The expectation as ``chk`` arguments (mtimes compared in whole seconds)."""
+def fraction(mtime_ns: int, digits: int) -> str:
+    """The fraction of a second as the container's ``stat -c %y`` prints it with ``digits``
+    digits (".356054454"), "" for none."""
+    return f".{mtime_ns % 10**9:09d}"[: digits + 1] if digits else ""
+
+
+def expect_words(expect: Expect, digits: int) -> str:
+    """The expectation as ``chk`` arguments (mtimes with ``digits`` digits of fraction)."""
     if expect is ANY:
         return "a"
     if expect is None:
         return "n"
     assert isinstance(expect, Entry)
     if expect.kind == FILE:
-        return f"f {expect.size} {expect.mtime_ns // 10**9} {1 if expect.executable else 0}"
+        mtime = f"{expect.mtime_ns // 10**9}{fraction(expect.mtime_ns, digits)}"
+        return f"f {expect.size} {mtime} {1 if expect.executable else 0}"
     if expect.kind == LINK:
         return "l " + q((expect.target or "") + "\n")
     return "d"
 
 
-def _guard(i: int, path: RelPath, expect: Expect) -> str:
+def _guard(i: int, path: RelPath, expect: Expect, digits: int) -> str:
     """``if`` branches refusing the item when a parent is unsafe or the expectation fails."""
     parents = " ".join(q(dot(a)) for a in ancestors(path))
     unsafe = (
@@ -79,7 +91,7 @@ def _guard(i: int, path: RelPath, expect: Expect) -> str:
         else ""
     )
     changed = (
-        f"! chk {q(dot(path))} {expect_words(expect)}; then "
+        f"! chk {q(dot(path))} {expect_words(expect, digits)}; then "
         f"echo 'E {i} changed in the container since it was scanned; left alone'\n"
     )
     return f"if {unsafe}elif {changed}" if unsafe else f"if {changed}"
@@ -106,26 +118,27 @@ class Upload:
 MOVE_BATCH = 500
 
 
-def write_script(uploads: Sequence[Upload]) -> str:
+def write_script(uploads: Sequence[Upload], digits: int) -> str:
     """Directories first, then files grouped by destination folder (one ``mkdir -p`` and one
-    ``mv -f SRC... DIR/`` per group, each item checked first), then symlinks."""
+    ``mv -f SRC... DIR/`` per group, each item checked first), then symlinks. ``digits``: of
+    the fraction of a second the container's ``stat`` prints (``probe``)."""
     out: list[str] = [PRELUDE]
     groups: dict[RelPath, list[Upload]] = {}
     for u in uploads:
         if u.entry.kind == DIR:
-            out.append(_one(u))
+            out.append(_one(u, digits))
         elif u.entry.kind == FILE and u.staged is None:
             out.append(f"echo 'E {u.index} changed while being sent; will retry'\n")
         elif u.entry.kind == FILE:
             groups.setdefault(parent(u.path), []).append(u)
     for folder, members in groups.items():
         for start in range(0, len(members), MOVE_BATCH):
-            out.append(_file_group(folder, members[start : start + MOVE_BATCH]))
-    out += [_one(u) for u in uploads if u.entry.kind == LINK]
+            out.append(_file_group(folder, members[start : start + MOVE_BATCH], digits))
+    out += [_one(u, digits) for u in uploads if u.entry.kind == LINK]
     return "".join(out)
 
 
-def _file_group(folder: RelPath, members: Sequence[Upload]) -> str:
+def _file_group(folder: RelPath, members: Sequence[Upload], digits: int) -> str:
     d = q(dot(folder))
     lines = ["ok=1; set --; k="]
     if folder:
@@ -136,15 +149,16 @@ def _file_group(folder: RelPath, members: Sequence[Upload]) -> str:
     if known:
         # One stat for every file whose old state is known; fck then looks records up.
         names = " ".join(q(dot(u.path)) for u in known)
-        lines.append(f"o=$(stat -c '%s %Y %f %n//' -- {names} 2>/dev/null); o=\"{NL}$o{NL}\"")
+        lines.append(f"o=$(stat -c '%s %Y %y %f %n//' -- {names} 2>/dev/null); o=\"{NL}$o{NL}\"")
     for u in members:
         p = q(dot(u.path))
         if u.index in checked:
             e = u.expect
             assert isinstance(e, Entry)
-            test = f"fck {e.size} {e.mtime_ns // 10**9} {1 if e.executable else 0} {p}"
+            frac = q(fraction(e.mtime_ns, digits))
+            test = f"fck {e.size} {e.mtime_ns // 10**9} {frac} {1 if e.executable else 0} {p}"
         else:
-            test = f"chk {p} {expect_words(u.expect)}"
+            test = f"chk {p} {expect_words(u.expect, digits)}"
         lines.append(
             f"if [ -z \"$ok\" ]; then echo 'E {u.index} a parent folder is a symlink or a file'\n"
             f"elif ! {test}; then "
@@ -159,11 +173,11 @@ def _file_group(folder: RelPath, members: Sequence[Upload]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _one(u: Upload) -> str:
+def _one(u: Upload, digits: int) -> str:
     """Script for one directory or symlink."""
     i, path, entry = u.index, u.path, u.entry
     p = q(dot(path))
-    guard = _guard(i, path, u.expect)
+    guard = _guard(i, path, u.expect, digits)
     fail = f"|| echo 'E {i} cannot create it in the container'"
     if entry.kind == DIR:
         make = f"{_mkparent(path)}clr {p}; rm -f -- {p}; mkdir -- {p}"
@@ -175,11 +189,11 @@ def _one(u: Upload) -> str:
     return f"{guard}else {{ {act}; }} && echo 'K {i}' {fail}\nfi\n"
 
 
-def delete_item(i: int, path: RelPath, expect: Expect) -> str:
+def delete_item(i: int, path: RelPath, expect: Expect, digits: int) -> str:
     """Script for one deletion (a path already gone counts as deleted)."""
     p = q(dot(path))
     return (
-        f"if [ ! -e {p} ] && [ ! -L {p} ]; then echo 'K {i}'\nel{_guard(i, path, expect)}"
+        f"if [ ! -e {p} ] && [ ! -L {p} ]; then echo 'K {i}'\nel{_guard(i, path, expect, digits)}"
         f"else rm -rf -- {p} && echo 'K {i}' || echo 'E {i} cannot remove it in the container'\n"
         "fi\n"
     )

@@ -12,10 +12,10 @@ checks each expectation and moves the files of each folder into place with one `
 (a rename per file: readers never see a partial file); a download is one ``tar -c``
 stream parsed incrementally; remote changes come from a metadata-polling loop.
 
-Differences from the Python agent: mtimes have whole-second granularity (busybox ``stat``
-has no sub-second field), remote changes are seen after up to one poll interval (0.5 s)
-instead of inotify's milliseconds, and nothing is compressed (busybox has no zlib stream a
-shell can frame).
+Differences from the Python agent: mtimes are read in nanoseconds (``stat -c %y``) but set
+in whole seconds (a ustar header has no more), so the two sides' mtimes are compared at one
+second; remote changes are seen after up to one poll interval (0.5 s) instead of inotify's
+milliseconds, and nothing is compressed (busybox has no zlib stream a shell can frame).
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ class ShellEndpoint:
     """Endpoint for a container with ``sh`` and ``tar`` but no usable Python."""
 
     side = "container"
-    #: busybox ``stat -c %Y`` has whole seconds only.
+    #: The clock mtimes are compared at across sides: what ``tar -x`` sets has whole seconds
+    #: (listings carry the nanoseconds, so a side is compared with itself exactly).
     mtime_granularity_ns = 10**9
 
     def __init__(
@@ -108,8 +109,7 @@ class ShellEndpoint:
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self, watch: bool = True) -> None:
         """Probe the tools (unless given) and create the root if it is missing."""
-        if self._caps is None:
-            self._caps = await probe(self.transport)
+        await self._capabilities()
         result = await self.transport.run(["sh", "-c", _PREPARE, "sh", self.root], timeout=60)
         if result.exit_code != 0:
             raise AgentError(
@@ -124,6 +124,11 @@ class ShellEndpoint:
         if self._poller is not None:
             await self._poller.stop()
             self._poller = None
+
+    async def _capabilities(self) -> ShellCapabilities:
+        if self._caps is None:
+            self._caps = await probe(self.transport)
+        return self._caps
 
     def _stderr(self, line: str) -> None:
         self.stderr_tail = [*self.stderr_tail[-19:], line]
@@ -154,8 +159,13 @@ class ShellEndpoint:
         out = self._checked(result)
         if not out.startswith(b"=OK\n"):
             raise ProtocolError(f"the container's shell answered {out[:40]!r} to a listing")
-        records, pos, _ = parse_records(out, 4, links=True, final=True)
-        listing_complete(out[pos:], result.stderr)
+        # The end first: a walk killed inside a record is a failed listing, not a garbled one.
+        end = out.rfind(b"=DONE ")
+        end = end if end >= 0 else len(out)
+        listing_complete(out[end:], result.stderr)
+        records, pos, _ = parse_records(out[:end], 4, links=True, final=True)
+        if pos < end:
+            listing_complete(out[pos:], result.stderr)  # a marker among the records
         self._remember(records)
         return records
 
@@ -265,8 +275,9 @@ class ShellEndpoint:
                     return
                 yield item
 
+        caps = await self._capabilities()
         stage = scripts.STAGE_PREFIX + secrets.token_hex(6)
-        framed = self._caps is not None and self._caps.exact_reads
+        framed = caps.exact_reads
         channel = await self.transport.spawn(
             ["sh", "-c", _EXTRACT, "sh", self.root, stage, "framed" if framed else "eof"],
             self._stderr,
@@ -288,7 +299,11 @@ class ShellEndpoint:
                     changes.Upload(len(uploads), item.path, item.entry, item.expect, staged)
                 )
             paths = [u.path for u in uploads]
-            script = changes.write_script(uploads) + "echo =LIST\n" + scripts.listing_lines(paths)
+            script = (
+                changes.write_script(uploads, caps.mtime_digits)
+                + "echo =LIST\n"
+                + scripts.listing_lines(paths)
+            )
             await writer.add_bytes("script", script.encode("utf-8", "surrogateescape"))
             await writer.close()
             if framed:
@@ -358,7 +373,10 @@ class ShellEndpoint:
     async def _delete(self, items: Sequence[DeleteItem]) -> WriteResult:
         if not items:
             return WriteResult({}, [])
-        body = "".join(changes.delete_item(i, it.path, it.expect) for i, it in enumerate(items))
+        digits = (await self._capabilities()).mtime_digits
+        body = "".join(
+            changes.delete_item(i, it.path, it.expect, digits) for i, it in enumerate(items)
+        )
         script = (
             f"cd -- {scripts.q(self.root)} || {{ echo =NOROOT; exit 0; }}\n"
             + changes.PRELUDE
@@ -449,7 +467,7 @@ def _entries_by_path(records: list[Record]) -> dict[RelPath, Entry]:
             continue
         kind = record.kind
         if kind == FILE:
-            out[path] = Entry(FILE, record.size, record.mtime * 10**9, bool(record.mode & 0o100))
+            out[path] = Entry(FILE, record.size, record.mtime_ns, bool(record.mode & 0o100))
         elif kind == DIR:
             out[path] = Entry(DIR)
         elif kind == LINK and record.target is not None:

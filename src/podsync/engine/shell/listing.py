@@ -23,7 +23,13 @@ from podsync.errors import ProtocolError
 
 S_IFMT = 0o170000
 _KINDS: dict[int, Kind] = {0o100000: FILE, 0o040000: DIR, 0o120000: LINK}
-_HEAD = re.compile(rb"([0-9a-f]{1,8}) ([0-9]{1,20}) (-?[0-9]{1,20}) ")
+#: mode, size, mtime seconds, then ``%y``'s date, time (its fraction kept) and zone. The
+#: ``%y`` part may be missing (whole seconds): a name starts with "." and then "/" or ends, so
+#: it cannot be taken for a date.
+_HEAD = re.compile(
+    rb"([0-9a-f]{1,8}) ([0-9]{1,20}) (-?[0-9]{1,20}) "
+    rb"(?:[^ /]{1,16} [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.([0-9]{1,9}))? [^ /]{1,16} )?"
+)
 _END = b"//\n"
 
 Prune = Callable[[RelPath, bool], bool]
@@ -38,7 +44,9 @@ class Record:
     name: bytes
     mode: int
     size: int
-    mtime: int
+    #: Nanoseconds: ``%Y`` plus the fraction of ``%y`` (0 when the container's stat prints
+    #: none; see ``scripts.STAT_FORMAT``).
+    mtime_ns: int
     target: bytes | None = None
 
     @property
@@ -51,7 +59,7 @@ class Record:
         kind = self.kind
         if kind == DIR:
             return (DIR,)
-        return (kind, self.size, self.mtime, self.mode & 0o100)
+        return (kind, self.size, self.mtime_ns, self.mode & 0o100)
 
 
 def parse_records(
@@ -71,12 +79,14 @@ def parse_records(
         head = _HEAD.match(buf, pos)
         end = buf.find(_END, pos)
         if head is None or end < 0:
-            if not final and end < 0 and (head is not None or n - pos < 64):
+            if not final and end < 0 and (head is not None or n - pos < 128):
                 break
             raise ProtocolError(
                 f"the container's listing is garbled near {bytes(buf[pos : pos + 60])!r}"
             )
-        mode, size, mtime = int(head[1], 16), int(head[2]), int(head[3])
+        mode, size, mtime = int(head[1], 16), int(head[2]), int(head[3]) * 10**9
+        if head[4]:
+            mtime += int(head[4].ljust(9, b"0"))
         name = bytes(buf[head.end() : end])
         after = end + len(_END)
         target: bytes | None = None
@@ -155,7 +165,7 @@ def to_entry(record: Record, path: RelPath) -> Entry | str | None:
     saying why a symlink is skipped."""
     kind = record.kind
     if kind == FILE:
-        return Entry(FILE, record.size, record.mtime * 10**9, bool(record.mode & 0o100))
+        return Entry(FILE, record.size, record.mtime_ns, bool(record.mode & 0o100))
     if kind == DIR:
         return Entry(DIR)
     if kind != LINK:

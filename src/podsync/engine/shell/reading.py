@@ -1,7 +1,8 @@
 """Reading from the container through the shell: tar downloads and sha256 digests.
 
 Owns: :func:`read_files` (one ``tar -c --no-recursion`` stream, validated member by member,
-constant memory) and the digest script and its parser. May import: the standard library,
+constant memory, after one ``stat`` record per path for the nanoseconds of its mtime) and the
+digest script and its parser. May import: the standard library,
 ``podsync.core``, ``podsync.errors``, ``podsync.limits``, ``podsync.transport.base``,
 ``engine.shell.scripts``, ``engine.shell.tarstream``.
 
@@ -19,7 +20,8 @@ from typing import TYPE_CHECKING
 from podsync.core.entry import DIR, FILE, LINK, Entry, Problem
 from podsync.core.paths import RelPath, symlink_stays_inside
 from podsync.engine.shell import scripts
-from podsync.engine.shell.tarstream import ByteReader, Member, StreamEnded, TarReader
+from podsync.engine.shell.listing import parse_records
+from podsync.engine.shell.tarstream import ByteReader, Member, Receive, StreamEnded, TarReader
 from podsync.errors import PodsyncError, ProtocolError, SafetyHalt, TransportError, UnsafePath
 from podsync.limits import CHUNK_BYTES
 
@@ -58,18 +60,35 @@ class ShellSourceFile:
             ) from exc
 
 
+#: Most bytes of one stat record a download waits for (a name is at most PATH_MAX).
+_RECORD_BYTES = 64 * 1024
+
+#: Mtimes (size, ns) by the name stat printed (``./path``), from before a download's archive.
+Mtimes = dict[bytes, tuple[int, int]]
+
+
 def read_script(root: str, paths: Sequence[RelPath]) -> str:
-    """``=OK`` then one tar stream per argv-sized run of ``paths`` (concatenated archives)."""
-    lines = [scripts.cd_root(root) + "echo =OK"]
+    """The stat record of each of ``paths`` (a tar header has whole seconds only), ``=OK``,
+    then one tar stream per argv-sized run of ``paths`` (concatenated archives)."""
+    lines = [scripts.cd_root(root).rstrip()]
+    for run in scripts.chunked([scripts.q(scripts.dot(p)) for p in paths]):
+        lines.append(f"stat -c {scripts.q(scripts.STAT_FORMAT)} -- {' '.join(run)} 2>/dev/null")
+    lines.append("echo =OK")
     for run in scripts.chunked([scripts.q(p) for p in paths]):
         lines.append(f"tar -c -f - --no-recursion -- {' '.join(run)}")
     return "\n".join(lines) + "\n"
 
 
-def member_entry(member: Member) -> Entry | str | None:
-    """The Entry a member stands for; a string for a refused member; None to skip it."""
+def member_entry(member: Member, mtimes: Mtimes | None = None) -> Entry | str | None:
+    """The Entry a member stands for; a string for a refused member; None to skip it. A
+    file's mtime has the nanoseconds stat printed for it when the size and second agree (it
+    did not change in between; if it did, the next listing shows it changed)."""
     if member.kind == FILE:
-        return Entry(FILE, member.size, member.mtime * 10**9, bool(member.mode & 0o100))
+        mtime = member.mtime * 10**9
+        seen = (mtimes or {}).get(b"./" + member.path.encode("utf-8", "surrogateescape"))
+        if seen is not None and seen[0] == member.size and seen[1] // 10**9 == member.mtime:
+            mtime = seen[1]
+        return Entry(FILE, member.size, mtime, bool(member.mode & 0o100))
     if member.kind == DIR:
         return Entry(DIR)
     if member.kind == LINK:
@@ -102,13 +121,12 @@ async def _read_once(
     channel = await owner.transport.spawn(argv, owner._stderr)
     try:
         await channel.write(stdin)
-        source = ByteReader(channel.read)
-        head = await source.read_exact(4, "the first line")
-        if head == b"=NOR":
+        mtimes, rest = await _mtimes(channel.read, len(paths))
+        if rest.startswith(b"=NOR"):
             raise SafetyHalt(f"the container folder {owner.root} is gone; sync stopped")
-        if head != b"=OK\n":
-            raise ProtocolError(f"the container's shell answered {head!r} to a download")
-        tar = TarReader(source)
+        if not rest.startswith(b"=OK\n"):
+            raise ProtocolError(f"the container's shell answered {rest[:4]!r} to a download")
+        tar = TarReader(ByteReader(channel.read, rest[4:]))
         order = {p: i for i, p in enumerate(paths)}
         at = 0
         while True:
@@ -122,7 +140,7 @@ async def _read_once(
                     " (or twice); download refused"
                 )
             at = index + 1
-            entry = member_entry(member)
+            entry = member_entry(member, mtimes)
             if entry is None:
                 again.append(member.path)
             elif isinstance(entry, str):
@@ -138,6 +156,31 @@ async def _read_once(
     finally:
         with contextlib.suppress(PodsyncError, OSError):
             await channel.kill()
+
+
+async def _mtimes(read: Receive, count: int) -> tuple[Mtimes, bytes]:
+    """The stat records before a download's archive (at most ``count``, each at most
+    _RECORD_BYTES: the input is untrusted), and the bytes from the marker line after them on
+    (at least 4)."""
+    out: Mtimes = {}
+    buf = bytearray()
+    seen = 0
+    while True:
+        records, pos, marker = parse_records(buf, 0, links=False, final=False)
+        seen += len(records)
+        if seen > count:
+            raise ProtocolError("the container's shell listed more paths than a download asked")
+        for record in records:
+            out[record.name] = (record.size, record.mtime_ns)
+        del buf[:pos]
+        if marker and len(buf) >= 4:
+            return out, bytes(buf)
+        if len(buf) > _RECORD_BYTES:
+            raise ProtocolError("the container's shell sent an endless record to a download")
+        data = await read(1 << 16)
+        if not data:
+            raise StreamEnded("the container's output ended before the download's archive")
+        buf += data
 
 
 def digest_script(root: str, paths: Sequence[RelPath]) -> str:

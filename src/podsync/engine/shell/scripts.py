@@ -8,9 +8,10 @@ Everything here must work with busybox's applets as well as GNU coreutils/findut
 ``dash`` as well as busybox ``ash``. Facts this relies on (checked on busybox 1.35, GNU
 findutils 4.9, coreutils 9.1, dash 0.5):
 
-- ``stat -c '%f %s %Y %n'`` prints the raw mode in hex, the size (for a symlink: the length of
-  its target), the mtime in whole seconds and the name exactly as given; neither stat
-  escapes names in ``-c`` output.
+- ``stat -c '%f %s %Y %y %n'`` prints the raw mode in hex, the size (for a symlink: the length
+  of its target), the mtime in whole seconds, the mtime as a local date, time with nine
+  digits of fraction and zone, and the name exactly as given; neither stat escapes names in
+  ``-c`` output. ``%Y`` alone has whole seconds in both, so the fraction comes from ``%y``.
 - A path printed by ``find .`` never contains ``//`` (every component is non-empty), so the
   record terminator ``//\\n`` cannot occur inside a name: any file name parses.
 - busybox ``find`` drops the pending batch of an ``-exec ... {} +`` written inside
@@ -22,8 +23,10 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
-#: Listing record: hex mode, size, mtime (s), path, then the terminator ``//``.
-STAT_FORMAT = "%f %s %Y %n//"
+#: Listing record: hex mode, size, mtime (s), mtime (date, time.fraction, zone), path, then
+#: the terminator ``//``. Without the fraction a same-size rewrite within one second would
+#: look unchanged.
+STAT_FORMAT = "%f %s %Y %y %n//"
 
 #: Staging directories live in the sync root (same file system, so ``mv`` is a rename); scans
 #: prune them and the client drops any name with this prefix at the top level.
