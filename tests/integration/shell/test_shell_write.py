@@ -230,9 +230,9 @@ def test_names_the_shell_would_expand_are_written_as_they_are(box: Box) -> None:
 def test_a_large_write_goes_in_bounded_batches(box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
     """One exec per WRITE_BATCH_FILES files (a 120k-file upload in one exec peaked at ~400 MB
     locally): every file arrives, none is lost or repeated at a batch boundary."""
-    from podsync.engine.shell import endpoint as shell_endpoint
+    from podsync.engine.shell import writing
 
-    monkeypatch.setattr(shell_endpoint, "WRITE_BATCH_FILES", 4)
+    monkeypatch.setattr(writing, "WRITE_BATCH_FILES", 4)
     ep = box.endpoint()
     spawned: list[object] = []
     spawn = ep.transport.spawn
