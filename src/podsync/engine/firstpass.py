@@ -38,6 +38,36 @@ def _initial(
     return plan_initial_sync(local, remote, rules, **options)
 
 
+class Early:
+    """What the first pass needs that no container is needed for, started before the connect
+    so it overlaps the exec and the agent's start (~0.1 s of a 10k-file start, a fifth of a
+    no-op run): the local scan and, on a restart, the saved state's load, in threads.
+    :meth:`discard` when the first pass does not take them (the connect failed)."""
+
+    def __init__(self, local: Any, store: StateStore | None) -> None:
+        self.scan: asyncio.Future[Snapshot] = asyncio.ensure_future(local.scan())
+        self.saved: asyncio.Future[Saved | StateError | None] | None = None
+        if store is not None:
+            self.saved = asyncio.ensure_future(asyncio.to_thread(_load, store))
+
+    def discard(self) -> None:
+        for future in (self.scan, self.saved):
+            if future is None:
+                continue
+            if future.done():
+                if not future.cancelled():
+                    future.exception()  # retrieved: a failure here is reported elsewhere
+            else:
+                future.cancel()
+
+
+def _load(store: StateStore) -> Saved | StateError | None:
+    try:
+        return store.load()
+    except StateError as exc:
+        return exc
+
+
 class FirstPass:
     """Initial sync or resume (mixed into Session)."""
 
@@ -72,15 +102,21 @@ class FirstPass:
             self, plan: Plan, local: Any, remote: Any, phase: str, progress: bool = False
         ) -> None: ...
 
-    async def _first_pass(self, local: Any, remote: Any) -> None:
+    def _early(self, local: Any) -> Early:
+        """Start the first pass's local work (call before the connect)."""
+        restart = not self.initial_done.is_set() and not self.options.reset_state
+        return Early(local, self.store if restart else None)
+
+    async def _first_pass(self, local: Any, remote: Any, early: Early) -> None:
         """The spec's initial sync, or a resume (from the state saved by an earlier run, or
         from the last agreed state of this process after a reconnect)."""
         started = time.monotonic()
         before = (self.L, self.R)
-        self.L, self.R = await asyncio.gather(local.scan(), remote.scan())
+        self.L, self.R = await asyncio.gather(early.scan, remote.scan())
         scanned = time.monotonic()
         restart = not self.initial_done.is_set()
-        self._identify(getattr(remote, "fsid", None), restart)
+        saved = await early.saved if early.saved is not None else None
+        self._identify(getattr(remote, "fsid", None), restart, saved)
         self._keep_unknown(local, remote, before)
         phase, plan = await self._decide(local, remote, restart)
         if self.options.dry_run:
@@ -112,16 +148,17 @@ class FirstPass:
             f" (transfers {(time.monotonic() - planned) * 1000:.0f} ms)",
         )
         self.initial_done.set()
-        await self._save_soon()
+        if saved is None or isinstance(saved, StateError) or self.ancestor != saved.ancestor:
+            await self._save_soon()  # (a no-op resume leaves the file as it is: ~15 ms at 10k)
         self.state("watching" if self.options.watch else "stopped", progress=None)
         self.on_upload.release()  # commands wait for the first pass, then run once
 
-    def _identify(self, fsid: str | None, restart: bool) -> None:
-        """Which two folders the ancestor may describe: take a saved state on a restart; drop
-        the ancestor when the far side turns out to be another filesystem."""
+    def _identify(self, fsid: str | None, restart: bool, saved: Saved | StateError | None) -> None:
+        """Which two folders the ancestor may describe: take a saved state (as loaded) on a
+        restart; drop the ancestor when the far side turns out to be another filesystem."""
         local_id = local_identity(self.spec.local_root)
         if restart and not self.options.reset_state:  # (a dry run keeps the file)
-            self._adopt_saved(fsid, local_id)
+            self._adopt_saved(fsid, local_id, saved)
         elif fsid is not None and self._fsid is not None and fsid != self._fsid:
             noun = self.spec.target.noun
             self.say(
@@ -177,12 +214,12 @@ class FirstPass:
                 }
                 keep_unknown(fresh, known, unknown)
 
-    def _adopt_saved(self, fsid: str | None, local_id: tuple[int, int] | None) -> None:
+    def _adopt_saved(
+        self, fsid: str | None, local_id: tuple[int, int] | None, saved: Saved | StateError | None
+    ) -> None:
         """Take the state an earlier run saved, when it describes these two folders."""
-        try:
-            saved: Saved | None = self.store.load()
-        except StateError as exc:
-            self.say(f"warning: ignoring the saved sync state: {exc}", "WARN")
+        if isinstance(saved, StateError):
+            self.say(f"warning: ignoring the saved sync state: {saved}", "WARN")
             return
         if saved is None or not saved.ancestor:
             return

@@ -224,6 +224,7 @@ class Session(FirstPass, MeasuredWatch, WatchPhase):
         await local.start(watch)
         t0 = time.monotonic()
         remote: Remote | None = None
+        early = self._early(local)
         try:
             remote = await connect(
                 spec,
@@ -245,7 +246,7 @@ class Session(FirstPass, MeasuredWatch, WatchPhase):
             self.log.write(
                 spec.name, "INFO", f"connect took {(time.monotonic() - t0) * 1000:.0f} ms"
             )
-            await self._first_pass(local, remote.endpoint)
+            await self._first_pass(local, remote.endpoint, early)
             if watch:
                 self.state("watching")
                 self.watching_since = time.monotonic()
@@ -256,6 +257,7 @@ class Session(FirstPass, MeasuredWatch, WatchPhase):
                 finally:
                     saver.cancel()
         finally:
+            early.discard()
             with contextlib.suppress(Exception):
                 await self.on_upload.detach()
             with contextlib.suppress(Exception):
