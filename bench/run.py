@@ -169,6 +169,41 @@ def noop(container: str, tree: Path, dest: str, reps: int) -> list[dict[str, flo
     return rows
 
 
+def restart_after_edits(container: str, tree: Path, dest: str, reps: int) -> list[dict[str, float]]:
+    """While podsync is stopped, 10 files edited locally and 10 others in the container; then
+    one ``podsync sync --no-watch``, timed, next to a ``docker exec true``. Every one of the 20
+    edits must land on the other side (checked by content), or the run fails."""
+    files = sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*.py"))
+    rng = random.Random(11)
+    rows = []
+    for rep in range(reps):
+        chosen = rng.sample(files, 20)
+        ours, theirs = chosen[:10], chosen[10:]
+        for i, rel in enumerate(ours):
+            (tree / rel).write_text(f"# local edit {rep}.{i}\n")
+        script = " && ".join(
+            f"printf '# container edit {rep}.{i}\\n' > {dest}/{rel}" for i, rel in enumerate(theirs)
+        )
+        docker("exec", container, "sh", "-c", script)
+        settle()
+        floor = timed(["docker", "exec", container, "true"])
+        whole, out = podsync_run(container, tree, dest)
+        for i, rel in enumerate(ours):
+            got = docker("exec", container, "cat", f"{dest}/{rel}").decode()
+            if got != f"# local edit {rep}.{i}\n":
+                raise SystemExit(f"local edit of {rel} did not land:\n{out}")
+        for i, rel in enumerate(theirs):
+            if (tree / rel).read_text() != f"# container edit {rep}.{i}\n":
+                raise SystemExit(f"container edit of {rel} did not land:\n{out}")
+        rows.append({"exec_true_s": floor, "podsync_s": whole})
+    return rows
+
+
+def python_start() -> float:
+    """Seconds to start and stop this Python with nothing to do (part of every command)."""
+    return min(timed([sys.executable, "-c", "pass"]) for _ in range(3))
+
+
 def pipe_round_trip(container: str, n: int) -> list[float]:
     proc = subprocess.Popen(
         ["docker", "exec", "-i", container, "cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
@@ -295,6 +330,8 @@ def main() -> None:
             docker("exec", name, "rm", "-rf", f"/floor{rep}", f"/sync{rep}")
         podsync_initial(name, tree, "/noop")
         noops = noop(name, tree, "/noop", max(3, args.reps))
+        restarts = restart_after_edits(name, tree, "/noop", max(3, args.reps))
+        started = python_start()
         rtt = pipe_round_trip(name, 200)
         lat = latency(name, tree, "/noop", args.saves)
         results.update(
@@ -304,6 +341,9 @@ def main() -> None:
             noop_compare_ms_median=statistics.median(r["compare_ms"] for r in noops),
             noop_resync_s_median=statistics.median(r["podsync_s"] for r in noops),
             noop_exec_floor_s_median=statistics.median(r["exec_true_s"] for r in noops),
+            restart_after_20_edits=restarts,
+            restart_after_20_edits_s_median=statistics.median(r["podsync_s"] for r in restarts),
+            python_start_s=started,
             rtt_p50_ms=pct(rtt, 0.5) * 1000,
             latency_ms={
                 d: {q: pct(s, v) * 1000 for q, v in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))}
@@ -331,6 +371,12 @@ def main() -> None:
             f" floor `docker exec true` {r['exec_true_s']:.3f} s,"
             f" ratio {r['podsync_s'] / r['exec_true_s']:.1f}x"
         )
+    for r in restarts:
+        print(
+            f"restart after 10 local + 10 container edits: whole command {r['podsync_s']:.2f} s"
+            f" (target <= 0.7 s), all 20 landed; floor `docker exec true` {r['exec_true_s']:.3f} s"
+        )
+    print(f"python start (`python -c pass`, in every command): {results['python_start_s']:.3f} s")
     print(f"raw pipe round trip p50: {rtt50:.2f} ms")
     for d, qs in results["latency_ms"].items():  # type: ignore[attr-defined]
         print(
