@@ -39,15 +39,17 @@ def _initial(
 
 
 class Early:
-    """What the first pass needs that no container is needed for, started before the connect
-    so it overlaps the exec and the agent's start (~0.1 s of a 10k-file start, a fifth of a
-    no-op run): the local scan and, on a restart, the saved state's load, in threads.
-    :meth:`discard` when the first pass does not take them (the connect failed)."""
+    """What the first pass of a start needs that no container is needed for, started before
+    the connect so it overlaps the exec and the agent's start (~0.1 s of a 10k-file start, a
+    fifth of a no-op run): the local scan and the saved state's load, in threads. Not on a
+    reconnect, whose connect may wait out a stalled container (the scan stays as fresh as
+    before). :meth:`discard` when the first pass does not take them (the connect failed)."""
 
     def __init__(self, local: Any, store: StateStore | None) -> None:
-        self.scan: asyncio.Future[Snapshot] = asyncio.ensure_future(local.scan())
+        self.scan: asyncio.Future[Snapshot] | None = None
         self.saved: asyncio.Future[Saved | StateError | None] | None = None
         if store is not None:
+            self.scan = asyncio.ensure_future(local.scan())
             self.saved = asyncio.ensure_future(asyncio.to_thread(_load, store))
 
     def discard(self) -> None:
@@ -104,7 +106,7 @@ class FirstPass:
 
     def _early(self, local: Any) -> Early:
         """Start the first pass's local work (call before the connect)."""
-        restart = not self.initial_done.is_set() and not self.options.reset_state
+        restart = not self.initial_done.is_set()
         return Early(local, self.store if restart else None)
 
     async def _first_pass(self, local: Any, remote: Any, early: Early) -> None:
@@ -112,7 +114,7 @@ class FirstPass:
         from the last agreed state of this process after a reconnect)."""
         started = time.monotonic()
         before = (self.L, self.R)
-        self.L, self.R = await asyncio.gather(early.scan, remote.scan())
+        self.L, self.R = await asyncio.gather(early.scan or local.scan(), remote.scan())
         scanned = time.monotonic()
         restart = not self.initial_done.is_set()
         saved = await early.saved if early.saved is not None else None
