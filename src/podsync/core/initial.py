@@ -93,7 +93,7 @@ def plan_initial_sync(
     """Plan the initial sync of ``local`` with ``remote`` (see the module docstring).
 
     ``granularity_ns`` is the coarser of the two sides' mtime clocks (10**9 when one side
-    reports whole seconds). ``digests`` maps a path to ``(local_sha256, remote_sha256)``
+    can only set whole seconds). ``digests`` maps a path to ``(local_sha256, remote_sha256)``
     (``None``: not a regular file any more); call again with them for ``needs_digest``.
     """
     policy = Policy(rules, upload_only, download_only)
