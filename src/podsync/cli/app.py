@@ -92,15 +92,26 @@ def _root(
 
 
 def _run(specs: list[SyncSpec], options: RunOptions, dev: bool = False) -> None:
-    # imported here: the engine is heavy and not needed by list/status/add or usage errors
-    from podsync.engine import runner
+    # The agents of Docker targets start first, while the engine loads (engine.prestart).
+    from podsync.engine import prestart
 
-    hook = None
-    if dev:  # log streaming and the terminal (rich, the Kubernetes API) only for `podsync dev`
-        from podsync.engine import devmode
+    loop = prestart.start(specs)
+    try:
+        # imported here: the engine is heavy and not needed by list/status/add or usage errors
+        from podsync.engine import runner
 
-        hook = devmode.terminal_hook if options.terminal else devmode.logs_hook
-    code = runner.run(specs, options, after_initial=hook)
+        hook = None
+        if dev:  # log streaming and the terminal (rich, the Kubernetes API) only for `podsync dev`
+            from podsync.engine import devmode
+
+            hook = devmode.terminal_hook if options.terminal else devmode.logs_hook
+        code = runner.run(specs, options, after_initial=hook, loop=loop)
+    finally:
+        if loop is not None and not loop.is_closed():  # (the engine did not start)
+            from podsync.transport.process import discard_ahead
+
+            discard_ahead()
+            loop.close()
     if code:
         raise typer.Exit(code)
 

@@ -26,6 +26,7 @@ from podsync.engine.session import Session
 from podsync.engine.spec import RunOptions, SyncSpec
 from podsync.errors import EXIT_OK, EXIT_RUNTIME, PodsyncError
 from podsync.limits import SHUTDOWN_SECONDS
+from podsync.transport.process import discard_ahead
 
 #: Optional hook run once every session with waitInitialSync finished its initial sync
 #: (``podsync dev`` streams logs or opens a terminal there).
@@ -38,15 +39,19 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def run(
-    specs: Sequence[SyncSpec], options: RunOptions, after_initial: AfterInitial | None = None
+    specs: Sequence[SyncSpec],
+    options: RunOptions,
+    after_initial: AfterInitial | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> int:
     """Run ``specs`` (initial sync, then watch unless ``options.watch`` is False); return the
-    process exit code. Blocks; SIGINT/SIGTERM stop every sync cleanly (exit 0)."""
+    process exit code. Blocks; SIGINT/SIGTERM stop every sync cleanly (exit 0). ``loop``: a
+    new loop to run on (``engine.prestart`` started agents on it), closed here."""
     saved = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     saved_hook = sys.unraisablehook
     stopped: list[bool] = []
     try:
-        return _run_loop(_main(specs, options, after_initial, stopped))
+        return _run_loop(_main(specs, options, after_initial, stopped), loop)
     except KeyboardInterrupt:  # a signal after the loop closed: we are stopping anyway
         return EXIT_OK
     finally:
@@ -57,10 +62,10 @@ def run(
                     signal.signal(sig, handler)
 
 
-def _run_loop(main: Coroutine[Any, Any, int]) -> int:
+def _run_loop(main: Coroutine[Any, Any, int], loop: asyncio.AbstractEventLoop | None = None) -> int:
     """``asyncio.run`` with a bounded teardown (asyncio.run waits for every leftover task and
     executor thread without a limit)."""
-    loop = asyncio.new_event_loop()
+    loop = loop or asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         return loop.run_until_complete(main)
@@ -77,6 +82,7 @@ def _run_loop(main: Coroutine[Any, Any, int]) -> int:
                 )
             )
         finally:
+            discard_ahead()
             asyncio.set_event_loop(None)
             loop.close()
             # The loop put the default handlers back; a late signal must not turn into a

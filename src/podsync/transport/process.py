@@ -1,7 +1,8 @@
 """Local child processes as byte pipes.
 
-Owns: :class:`ProcessChannel` (an asyncio subprocess as a :class:`~podsync.transport.base.Channel`),
-:func:`run_process` (run to completion with a deadline), :func:`start_detached` and the kill
+Owns: :class:`ProcessChannel` (an asyncio subprocess as a
+:class:`~podsync.transport.base.Channel`), :func:`run_process` (run to completion with a
+deadline), :func:`start_detached`, commands started ahead (:func:`start_ahead`) and the kill
 timings. May import: the standard library, ``podsync.errors`` and ``podsync.transport.base``.
 The shell wrapper that remote clients share is ``podsync.transport.wrapped``'s.
 """
@@ -34,19 +35,60 @@ STREAM_LIMIT = 1 << 20
 RemoteKill = Callable[[], Awaitable[None]]
 
 
+#: Commands started ahead of their use (:func:`start_ahead`), by argv and session flag, with
+#: the loop they belong to: the first :func:`start_process` of the same command takes one.
+_AHEAD: dict[
+    tuple[tuple[str, ...], bool], tuple[asyncio.AbstractEventLoop, asyncio.subprocess.Process]
+] = {}
+
+
+def start_ahead(loop: asyncio.AbstractEventLoop, argv: Sequence[str]) -> None:
+    """Start ``argv`` (in a session of its own) on ``loop``, which is not running: the CLI
+    does this before the engine's imports, and the command runs meanwhile. Nothing happens
+    when it cannot be started (the real start then says why)."""
+    try:
+        proc = loop.run_until_complete(_create(argv, new_session=True))
+    except OSError:
+        return
+    _AHEAD[(tuple(argv), True)] = (loop, proc)
+
+
+def discard_ahead() -> None:
+    """Kill the commands started ahead that nobody took (their loop is about to close). The
+    far side reads the end of its input then: the agent ends there."""
+    while _AHEAD:
+        _, (_loop, proc) = _AHEAD.popitem()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        transport = getattr(proc, "_transport", None)
+        if transport is not None:
+            with contextlib.suppress(Exception):
+                transport.close()
+
+
+async def _create(argv: Sequence[str], *, new_session: bool) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        limit=STREAM_LIMIT,
+        start_new_session=new_session,
+    )
+
+
 async def start_process(
     argv: Sequence[str], *, missing: str, new_session: bool = False
 ) -> asyncio.subprocess.Process:
-    """Start ``argv`` with all streams piped; ``missing``: the error when argv[0] is absent."""
+    """Start ``argv`` with all streams piped (or take it, started ahead on this loop);
+    ``missing``: the error when argv[0] is absent."""
+    ahead = _AHEAD.pop((tuple(argv), new_session), None)
+    if ahead is not None:
+        if ahead[0] is asyncio.get_running_loop():
+            return ahead[1]
+        _AHEAD[(tuple(argv), new_session)] = ahead  # another loop's: left to its owner
     try:
-        return await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            limit=STREAM_LIMIT,
-            start_new_session=new_session,
-        )
+        return await _create(argv, new_session=new_session)
     except FileNotFoundError as exc:
         raise TransportError(missing) from exc
     except OSError as exc:
