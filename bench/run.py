@@ -1,10 +1,11 @@
-"""podsync benchmark: initial sync and save->visible latency against floors measured in the
-same run (this machine is shared and noisy: compare ratios, not seconds).
+"""podsync benchmark: initial sync, no-op re-sync, restart after edits made while stopped and
+save->visible latency against floors measured in the same run (this machine is shared and
+noisy: compare ratios, not seconds).
 
     python bench/run.py [--files 10000] [--mb 120] [--saves 100] [--reps 3]
 
 Floors: initial sync = ``tar -c | docker exec -i C tar -x`` of the same tree into a fresh
-folder; no-op re-sync = one ``docker exec C true``; latency = one raw round trip through
+folder; no-op re-sync and restart = one ``docker exec C true``; latency = one raw round trip through
 ``docker exec -i C cat`` (a line written to the pipe and read back). Needs a Docker engine and
 the test image ``podsync-test-py`` (``bash tests/images/build.sh``). Prints a table and
 writes bench/results/latest.json. podsync runs with its working directory in a temporary
