@@ -161,6 +161,26 @@ def test_recreated_container_is_not_read_as_changes(
         d.remove_container(name)
 
 
+def test_a_state_taken_over_by_other_folders_is_saved_for_them_even_with_nothing_to_do(
+    target: Target, workdir: Path, running: list[SyncProcess]
+) -> None:
+    """The local folder replaced by an exact copy (``cp -a``: same files, same mtimes): the
+    saved state is not taken (another folder), the initial sync has nothing to do, and the
+    state must still be saved for the new folder, or every later run would start over."""
+    seed(workdir, target, ["a.txt", "sub/b.txt"])
+    once(target, workdir, running)
+    copy = workdir.with_name(workdir.name + "-copy")
+    shutil.copytree(workdir, copy, symlinks=True)  # copy2: the same mtimes, to the ns
+    shutil.rmtree(workdir)
+    copy.rename(workdir)
+    first = once(target, workdir, running)
+    assert "not resuming" in first.output, first.output
+    assert "already in sync" in first.output, first.output
+    second = once(target, workdir, running)
+    assert "not resuming" not in second.output, second.output
+    assert "resume: already in sync" in second.output, second.output
+
+
 # -- issue 8, defect 1: a local side that looks emptied halts the sync ----------------------
 
 

@@ -95,8 +95,9 @@ def _run(specs: list[SyncSpec], options: RunOptions, dev: bool = False) -> None:
     # The agents of Docker targets start first, while the engine loads (engine.prestart).
     from podsync.engine import prestart
 
-    loop = prestart.start(specs)
+    loop = None
     try:
+        loop = prestart.start(specs)
         # imported here: the engine is heavy and not needed by list/status/add or usage errors
         from podsync.engine import runner
 

@@ -1,6 +1,7 @@
 """The last agreed state of a sync pair: what each side had at each path when last settled.
 
-Owns: :class:`AncestorEntry`, :data:`Ancestor` and :func:`ancestor_entry`. How executed
+Owns: :class:`AncestorEntry`, :data:`Ancestor`, :func:`ancestor_entry` and
+:func:`adopt_finer_mtimes`. How executed
 actions advance it is ``core.plan``'s (:func:`~podsync.core.plan.advance_ancestor`); how it
 is stored is the engine's. May import: the standard library and ``core.paths``,
 ``core.entry``; no I/O.
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Optional
 
-from podsync.core.entry import Entry, _new, _set, slotted
+from podsync.core.entry import FILE, Entry, _new, _set, slotted
 from podsync.core.paths import RelPath
 
 
@@ -47,3 +48,31 @@ def ancestor_entry(
     _set(pair, "remote", remote)
     _set(pair, "conflict", conflict)
     return pair
+
+
+def adopt_finer_mtimes(ancestor: Ancestor, remote: Dict[RelPath, Entry]) -> int:
+    """Give the container side of ``ancestor`` the nanoseconds ``remote`` lists where its
+    recorded file has whole seconds and the listed one is that file to the second (same
+    size, exec bit and second): the record was written when the shell agent read whole
+    seconds only, and without this every such file would read as changed in the container
+    at the first resume after the upgrade (downloaded again, a local deletion undone). A
+    record of this version has whole seconds only where the file has them, for a file we
+    uploaded: its second is the local file's, before the upload, so no later write in the
+    container can fall in it. Returns how many records changed."""
+    changed = 0
+    for path, pair in ancestor.items():
+        old = pair.remote
+        if old is None or old.kind != FILE or old.mtime_ns % 10**9:
+            continue
+        now = remote.get(path)
+        if (
+            now is not None
+            and now.kind == FILE
+            and now.mtime_ns % 10**9
+            and now.mtime_ns // 10**9 == old.mtime_ns // 10**9
+            and now.size == old.size
+            and now.executable == old.executable
+        ):
+            ancestor[path] = ancestor_entry(pair.local, now, pair.conflict)
+            changed += 1
+    return changed

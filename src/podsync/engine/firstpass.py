@@ -17,6 +17,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
+from podsync.core.ancestor import adopt_finer_mtimes
 from podsync.core.entry import Snapshot
 from podsync.core.excludes import Rules
 from podsync.core.initial import InitialResult, plan_initial_sync
@@ -119,6 +120,8 @@ class FirstPass:
         restart = not self.initial_done.is_set()
         saved = await early.saved if early.saved is not None else None
         self._identify(getattr(remote, "fsid", None), restart, saved)
+        if restart and self.ancestor and remote.mtime_granularity_ns >= 10**9:
+            adopt_finer_mtimes(self.ancestor, self.R)  # a state of the whole-second shell agent
         self._keep_unknown(local, remote, before)
         phase, plan = await self._decide(local, remote, restart)
         if self.options.dry_run:
@@ -150,7 +153,11 @@ class FirstPass:
             f" (transfers {(time.monotonic() - planned) * 1000:.0f} ms)",
         )
         self.initial_done.set()
-        if saved is None or isinstance(saved, StateError) or self.ancestor != saved.ancestor:
+        if not (
+            isinstance(saved, Saved)
+            and (saved.fsid, saved.local_id) == (self._fsid, self._local_id)
+            and self.ancestor == saved.ancestor
+        ):
             await self._save_soon()  # (a no-op resume leaves the file as it is: ~15 ms at 10k)
         self.state("watching" if self.options.watch else "stopped", progress=None)
         self.on_upload.release()  # commands wait for the first pass, then run once

@@ -10,7 +10,8 @@ that may use the python agent, the CLI starts the very command the first connect
 both happen at once: the connect takes that process instead of starting one
 (``transport.process.start_process``). One nobody took is killed when the loop ends
 (``discard_ahead``); when the agent is not installed, the process says so and the connect
-goes on as without it.
+goes on as without it. The same command twice (two syncs of one container folder) is
+started once.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def start(specs: Sequence[SyncSpec]) -> asyncio.AbstractEventLoop | None:
     """A new event loop with the agents of ``specs``' Docker targets starting on it, or None
     when there is none to start (the engine then makes its own loop)."""
     wanted = [s for s in specs if s.target.kind == "docker" and s.target.container]
-    wanted = [s for s in wanted if s.agent != "shell"]
+    # (a missing local folder halts before any connect: nothing is to start in the container)
+    wanted = [s for s in wanted if s.agent != "shell" and s.local_root.is_dir()]
     if not wanted:
         return None
     loop = asyncio.new_event_loop()

@@ -46,20 +46,27 @@ def start_ahead(loop: asyncio.AbstractEventLoop, argv: Sequence[str]) -> None:
     """Start ``argv`` (in a session of its own) on ``loop``, which is not running: the CLI
     does this before the engine's imports, and the command runs meanwhile. Nothing happens
     when it cannot be started (the real start then says why)."""
+    key = (tuple(argv), True)
+    if key in _AHEAD:
+        return
     try:
         proc = loop.run_until_complete(_create(argv, new_session=True))
-    except OSError:
+    except (OSError, ValueError):
         return
-    _AHEAD[(tuple(argv), True)] = (loop, proc)
+    _AHEAD[key] = (loop, proc)
 
 
 def discard_ahead() -> None:
-    """Kill the commands started ahead that nobody took (their loop is about to close). The
-    far side reads the end of its input then: the agent ends there."""
+    """Kill the commands started ahead that nobody took, and reap them while their loop
+    (not running, about to close) still can: asyncio would warn on the terminal about a
+    child whose loop is closed. The far side reads the end of its input: the agent ends."""
     while _AHEAD:
-        _, (_loop, proc) = _AHEAD.popitem()
+        _, (loop, proc) = _AHEAD.popitem()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
+        if not loop.is_closed() and not loop.is_running():
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(asyncio.wait_for(proc.wait(), KILL_GRACE_SECONDS))
         transport = getattr(proc, "_transport", None)
         if transport is not None:
             with contextlib.suppress(Exception):

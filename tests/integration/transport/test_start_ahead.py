@@ -85,6 +85,23 @@ def test_one_nobody_takes_is_killed_here_and_ends_in_the_container(
     )
 
 
+def test_the_same_command_twice_is_started_once_and_reaped_quietly(
+    py_container: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two syncs of one container folder give the same command: one process. Killed
+    untaken, it is reaped before its loop closes (asyncio would warn about a child whose
+    loop is closed)."""
+    own = asyncio.new_event_loop()
+    argv = DockerTransport(py_container).client_argv(wrap(["cat"]))
+    process.start_ahead(own, argv)
+    process.start_ahead(own, argv)
+    (ahead,) = (proc for _, proc in process._AHEAD.values())
+    process.discard_ahead()
+    own.close()
+    assert ahead.returncode is not None
+    assert "is closed" not in caplog.text
+
+
 def test_a_start_on_another_loop_does_not_take_it(
     py_container: str, loop: asyncio.AbstractEventLoop
 ) -> None:

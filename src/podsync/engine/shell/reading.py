@@ -86,8 +86,11 @@ def member_entry(member: Member, mtimes: Mtimes | None = None) -> Entry | str | 
     if member.kind == FILE:
         mtime = member.mtime * 10**9
         seen = (mtimes or {}).get(b"./" + member.path.encode("utf-8", "surrogateescape"))
-        if seen is not None and seen[0] == member.size and seen[1] // 10**9 == member.mtime:
-            mtime = seen[1]
+        # (busybox tar writes 0 for a negative mtime)
+        if seen is not None and seen[0] == member.size:
+            second = seen[1] // 10**9
+            if member.mtime == second or (second < 0 and member.mtime == 0):
+                mtime = seen[1]
         return Entry(FILE, member.size, mtime, bool(member.mode & 0o100))
     if member.kind == DIR:
         return Entry(DIR)
