@@ -252,7 +252,7 @@ async def _start_installed(
     if spec.target.kind == "local":
         root = await remote_root(transport, spec)
     else:
-        root = spec.container_path or "."
+        root = spec.launch_root
     try:
         endpoint = await _start_agent(
             transport, spec, rules, watch, log, warn, up, down, launch_command(root), "python agent"

@@ -23,7 +23,6 @@ from podsync.bootstrap.probe import launch_command
 from podsync.engine.spec import SyncSpec
 from podsync.transport.docker import DockerTransport
 from podsync.transport.process import start_ahead
-from podsync.transport.wrapped import wrap
 
 
 def start(specs: Sequence[SyncSpec]) -> asyncio.AbstractEventLoop | None:
@@ -38,5 +37,5 @@ def start(specs: Sequence[SyncSpec]) -> asyncio.AbstractEventLoop | None:
     for spec in wanted:
         assert spec.target.container is not None
         transport = DockerTransport(spec.target.container)
-        start_ahead(loop, transport.client_argv(wrap(launch_command(spec.container_path or "."))))
+        start_ahead(loop, transport.wrapped_argv(launch_command(spec.launch_root)))
     return loop

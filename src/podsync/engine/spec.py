@@ -104,6 +104,12 @@ class SyncSpec:
     extra: dict[str, str] = field(default_factory=dict)
     on_upload: tuple[UploadCommand, ...] = ()
 
+    @property
+    def launch_root(self) -> str:
+        """The root an installed agent is started with in a container: the container path,
+        or "." (the exec's working directory, which runtimes set to the WORKDIR)."""
+        return self.container_path or "."
+
 
 @dataclass(frozen=True)
 class RunOptions:

@@ -155,6 +155,12 @@ class WrappedExecTransport:
         while proc is not None and proc.returncode is None:
             await asyncio.sleep(0.02)
 
+    def wrapped_argv(self, argv: Sequence[str]) -> list[str]:
+        """The local command line running ``argv`` behind the PID wrapper: what :meth:`run`
+        and :meth:`spawn` start while the far side is not known to lack a shell
+        (``engine.prestart`` starts the same one ahead)."""
+        return self.client_argv(wrap(argv))
+
     async def spawn(self, argv: Sequence[str], stderr: StderrSink) -> ProcessChannel:
         if self._shell is not False:
             channel = await self._spawn_wrapped(argv, stderr)
@@ -173,7 +179,7 @@ class WrappedExecTransport:
     ) -> ProcessChannel | None:
         startup = _StartupSink(stderr)
         channel = await ProcessChannel.start(
-            self.client_argv(wrap(argv)),
+            self.wrapped_argv(argv),
             startup,
             description=self.description,
             missing=self.missing,
@@ -226,7 +232,7 @@ class WrappedExecTransport:
                     await self.kill_remote(found[0])
 
             result = await run_process(
-                self.client_argv(wrap(argv)),
+                self.wrapped_argv(argv),
                 stdin,
                 timeout,
                 description=self.description,

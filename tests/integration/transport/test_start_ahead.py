@@ -16,7 +16,6 @@ from tests.support.wait import wait_until
 
 from podsync.transport import process
 from podsync.transport.docker import DockerTransport
-from podsync.transport.wrapped import wrap
 
 pytestmark = pytest.mark.docker
 
@@ -44,7 +43,7 @@ def test_the_first_spawn_of_the_same_command_takes_the_process_started_ahead(
     py_container: str, loop: asyncio.AbstractEventLoop
 ) -> None:
     transport = DockerTransport(py_container)
-    process.start_ahead(loop, transport.client_argv(wrap(["cat"])))
+    process.start_ahead(loop, transport.wrapped_argv(["cat"]))
     (ahead,) = (proc for _, proc in process._AHEAD.values())
 
     async def scenario() -> bytes:
@@ -69,7 +68,7 @@ def test_one_nobody_takes_is_killed_here_and_ends_in_the_container(
     """The far side ends at the end of its input, as the agent does (a command that never
     reads its input would be left to the container)."""
     transport = DockerTransport(py_container)
-    process.start_ahead(loop, transport.client_argv(wrap(["sh", "-c", "cat; : ahead-1007"])))
+    process.start_ahead(loop, transport.wrapped_argv(["sh", "-c", "cat; : ahead-1007"]))
     (ahead,) = (proc for _, proc in process._AHEAD.values())
     wait_until(
         lambda: b"ahead-1007" in d.docker("exec", py_container, "ps", "-eo", "args").stdout,
@@ -92,7 +91,7 @@ def test_the_same_command_twice_is_started_once_and_reaped_quietly(
     untaken, it is reaped before its loop closes (asyncio would warn about a child whose
     loop is closed)."""
     own = asyncio.new_event_loop()
-    argv = DockerTransport(py_container).client_argv(wrap(["cat"]))
+    argv = DockerTransport(py_container).wrapped_argv(["cat"])
     process.start_ahead(own, argv)
     process.start_ahead(own, argv)
     (ahead,) = (proc for _, proc in process._AHEAD.values())
@@ -106,7 +105,7 @@ def test_a_start_on_another_loop_does_not_take_it(
     py_container: str, loop: asyncio.AbstractEventLoop
 ) -> None:
     transport = DockerTransport(py_container)
-    argv = transport.client_argv(wrap(["cat"]))
+    argv = transport.wrapped_argv(["cat"])
     process.start_ahead(loop, argv)
     (ahead,) = (proc for _, proc in process._AHEAD.values())
 
