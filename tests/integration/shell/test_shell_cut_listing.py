@@ -78,16 +78,16 @@ def pending(ep: ShellEndpoint) -> set[str]:
     return set(ep._hints._paths)
 
 
-def endpoint(box: Box, transport: FaultTransport) -> ShellEndpoint:
-    return ShellEndpoint(transport, "/app", Rules(), poll_interval=0.2)  # type: ignore[arg-type]
+def endpoint(box: Box) -> tuple[FaultTransport, ShellEndpoint]:
+    """300 files in /app/d, the fault switch off, and an endpoint over the fault transport."""
+    box.sh(f"rm -f {SWITCH}; {MAKE_300}")
+    transport = FaultTransport(box.name)
+    ep = ShellEndpoint(transport, "/app", Rules(), poll_interval=0.2)  # type: ignore[arg-type]
+    return transport, ep
 
 
 def test_a_killed_or_cut_scan_raises_instead_of_listing_fewer_entries(box: Box) -> None:
-    box.sh(
-        f"rm -f {SWITCH}; mkdir -p /app/d && cd /app/d && for i in $(seq 1 300); do : > f$i; done"
-    )
-    transport = FaultTransport(box.name)
-    ep = endpoint(box, transport)
+    transport, ep = endpoint(box)
 
     async def scenario() -> None:
         await ep.start(watch=False)
@@ -111,11 +111,7 @@ def test_a_killed_or_cut_scan_raises_instead_of_listing_fewer_entries(box: Box) 
 
 
 def test_failed_poll_walks_are_dropped_not_hinted_and_the_loop_goes_on(box: Box) -> None:
-    box.sh(
-        f"rm -f {SWITCH}; mkdir -p /app/d && cd /app/d && for i in $(seq 1 300); do : > f$i; done"
-    )
-    transport = FaultTransport(box.name)
-    ep = endpoint(box, transport)
+    _, ep = endpoint(box)
 
     async def scenario() -> None:
         await ep.start(watch=True)
