@@ -19,10 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from podsync.bootstrap.probe import launch_command
 from podsync.engine.spec import SyncSpec
-from podsync.transport.docker import DockerTransport
-from podsync.transport.process import start_ahead
 
 
 def start(specs: Sequence[SyncSpec]) -> asyncio.AbstractEventLoop | None:
@@ -33,6 +30,11 @@ def start(specs: Sequence[SyncSpec]) -> asyncio.AbstractEventLoop | None:
     wanted = [s for s in wanted if s.agent != "shell" and s.local_root.is_dir()]
     if not wanted:
         return None
+    # (here: a run without a Docker target does not load them before it needs them)
+    from podsync.bootstrap.probe import launch_command
+    from podsync.transport.docker import DockerTransport
+    from podsync.transport.process import start_ahead
+
     loop = asyncio.new_event_loop()
     for spec in wanted:
         assert spec.target.container is not None
